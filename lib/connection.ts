@@ -1,0 +1,105 @@
+/**
+ * One client connection: read → protocol codec → one write of every reply, until the client
+ * leaves, asks to quit, or the server shuts down. The protocol is chosen from the first byte
+ * (0x80 → binary), as memcached's `-B auto` does, unless `-B` forces one.
+ *
+ * @module
+ */
+import type { Cache } from "./cache.ts";
+import { type Protocol, type Session, Step } from "./protocol/session.ts";
+import { TextProtocol } from "./protocol/text.ts";
+import { BufferedReader } from "./reader.ts";
+import { ReplyBuffer } from "./reply.ts";
+
+/** What a connection needs from the server that owns it. */
+export interface ConnectionOwner {
+  readonly cache: Cache;
+  /** True once shutdown began: finish what was read, then close. */
+  readonly closing: boolean;
+  shutdown(graceful: boolean): void;
+  connectionRows(): Array<[string, string | number]>;
+}
+
+/** A transport we can read from, write to and close (TCP, unix socket or TLS). */
+export type Transport = Deno.Conn;
+
+/** A live client connection. */
+export class Connection implements Session {
+  readonly reader: BufferedReader;
+  readonly out = new ReplyBuffer();
+  readonly cache: Cache;
+  readonly id: number;
+  readonly transport: Transport;
+  /** Clock second of the last completed read, for idle_timeout. */
+  lastActive: number;
+  /** True while the loop waits for the client to send. */
+  idle = true;
+  #owner: ConnectionOwner;
+  #protocol: Protocol | null = null;
+  #closed = false;
+
+  constructor(transport: Transport, id: number, owner: ConnectionOwner) {
+    this.transport = transport;
+    this.id = id;
+    this.#owner = owner;
+    this.cache = owner.cache;
+    this.reader = new BufferedReader(transport);
+    this.lastActive = owner.cache.now();
+  }
+
+  shutdown(graceful: boolean): void {
+    this.#owner.shutdown(graceful);
+  }
+
+  connectionRows(): Array<[string, string | number]> {
+    return this.#owner.connectionRows();
+  }
+
+  /** Closes the transport now; a pending read ends and `run` returns. */
+  abort(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.transport.close();
+    } catch {
+      // already closed by the peer
+    }
+  }
+
+  #choose(): Protocol {
+    return new TextProtocol(this, null);
+  }
+
+  /** Serves the connection until it ends; never throws. */
+  async run(): Promise<void> {
+    const counters = this.cache.counters;
+    let readBefore = 0;
+    try {
+      for (;;) {
+        this.idle = true;
+        if (this.#owner.closing || !(await this.reader.fill())) break;
+        this.idle = false;
+        this.lastActive = this.cache.now();
+        counters.bytes_read += this.reader.bytesRead - readBefore;
+        readBefore = this.reader.bytesRead;
+        this.#protocol ??= this.#choose();
+        let step: Step;
+        do {
+          step = this.#protocol.process();
+          if (step === Step.Abort) break;
+          if (this.out.pos > 0) {
+            const before = this.out.bytesWritten;
+            await this.out.flush(this.transport);
+            counters.bytes_written += this.out.bytesWritten - before;
+          }
+        } while (step === Step.Flush);
+        if (step === Step.Close || step === Step.Abort) break;
+      }
+    } catch {
+      // the peer reset or the server closed us: nothing to answer
+    } finally {
+      this.#protocol?.close();
+      this.abort();
+    }
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * A buffered reader over a byte stream, in the style of Go's bufio.Reader: one reusable buffer
+ * that grows when a line or a value needs it and shrinks back when it empties. Parsers call the
+ * synchronous `line()` and `full(n)` to find complete commands in what has already arrived,
+ * consume them, and await `fill()` only when nothing complete is left — so a read carrying a
+ * thousand pipelined commands costs one await, not a thousand.
+ *
+ * @module
+ */
+
+/** Anything with Deno's `read` contract (`Deno.Conn`, a test double). */
+export interface ByteSource {
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+const LF = 10;
+
+/** Buffered reads from a `ByteSource`; `buf[start, end)` holds the unread bytes. */
+export class BufferedReader {
+  buf: Uint8Array;
+  start = 0;
+  end = 0;
+  readonly #initial: number;
+  readonly #src: ByteSource;
+  /** Bytes read from the source since construction. */
+  bytesRead = 0;
+
+  constructor(src: ByteSource, size = 16 * 1024) {
+    this.#src = src;
+    this.#initial = size;
+    this.buf = new Uint8Array(size);
+  }
+
+  /** Number of unread bytes. */
+  get buffered(): number {
+    return this.end - this.start;
+  }
+
+  /**
+   * Index in `buf` of the `\n` ending the next line, or -1 when no complete line has arrived.
+   * The line is `buf[start, index)` (strip a trailing `\r` yourself).
+   */
+  line(): number {
+    const i = this.buf.indexOf(LF, this.start);
+    return i >= 0 && i < this.end ? i : -1;
+  }
+
+  /** Whether `n` unread bytes have arrived; when not, makes sure the buffer can hold them. */
+  full(n: number): boolean {
+    if (this.end - this.start >= n) return true;
+    this.#makeRoom(n);
+    return false;
+  }
+
+  /** Marks `n` bytes as read. */
+  consume(n: number): void {
+    this.start += n;
+    if (this.start === this.end) {
+      this.start = 0;
+      this.end = 0;
+      if (this.buf.length > 4 * this.#initial) this.buf = new Uint8Array(this.#initial);
+    }
+  }
+
+  /**
+   * Reads at least one more byte from the source into the buffer, compacting or growing it
+   * first when it is full. Resolves false at end of stream.
+   */
+  async fill(): Promise<boolean> {
+    if (this.end === this.buf.length) this.#makeRoom(this.end - this.start + this.#initial);
+    const n = await this.#src.read(this.buf.subarray(this.end));
+    if (n === null) return false;
+    this.end += n;
+    this.bytesRead += n;
+    return true;
+  }
+
+  /** Ensures the buffer can hold `n` unread bytes from `start`, compacting, then growing. */
+  #makeRoom(n: number): void {
+    if (this.start + n <= this.buf.length) return;
+    const have = this.end - this.start;
+    if (n <= this.buf.length) {
+      this.buf.copyWithin(0, this.start, this.end);
+    } else {
+      let size = this.buf.length * 2;
+      while (size < n) size *= 2;
+      const bigger = new Uint8Array(size);
+      bigger.set(this.buf.subarray(this.start, this.end));
+      this.buf = bigger;
+    }
+    this.start = 0;
+    this.end = have;
+  }
+}

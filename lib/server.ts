@@ -1,0 +1,183 @@
+/**
+ * The listener side of memg: accepts on every configured address, enforces the connection
+ * limit as memcached does, runs each connection's loop, sweeps expired items in the
+ * background, cuts idle connections, and shuts down cleanly (stop accepting, finish what was
+ * read, close, resolve `done`).
+ *
+ * @module
+ */
+import type { Cache } from "./cache.ts";
+import { Connection, type ConnectionOwner } from "./connection.ts";
+import { bytes } from "./reply.ts";
+
+const TOO_MANY = bytes("ERROR Too many open connections\r\n");
+/** How often the background sweeper runs, and for how long at most each time. */
+const SWEEP_EVERY_MS = 200;
+const SWEEP_BUDGET_MS = 1;
+
+/** A running memg server. */
+export class Server implements ConnectionOwner {
+  readonly cache: Cache;
+  closing = false;
+  /** Resolves when the server has shut down. */
+  readonly done: Promise<void>;
+  readonly #listeners: Deno.Listener[] = [];
+  readonly #conns = new Map<number, Connection>();
+  readonly #running = new Set<Promise<void>>();
+  #nextId = 0;
+  #served = 0;
+  #resolveDone!: () => void;
+  #timers: ReturnType<typeof setInterval>[] = [];
+
+  constructor(cache: Cache) {
+    this.cache = cache;
+    this.done = new Promise((resolve) => this.#resolveDone = resolve);
+  }
+
+  /** Opens the listeners the config asks for; returns their addresses. */
+  listen(): Deno.Addr[] {
+    const cfg = this.cache.config;
+    if (cfg.unixSocket !== null) {
+      try {
+        Deno.removeSync(cfg.unixSocket);
+      } catch {
+        // no stale socket file
+      }
+      this.#listeners.push(Deno.listen({ transport: "unix", path: cfg.unixSocket }));
+      Deno.chmodSync(cfg.unixSocket, cfg.unixMask & 0o777);
+    } else {
+      for (const spec of cfg.listen) {
+        const { hostname, port } = splitHostPort(spec, cfg.port);
+        this.#listeners.push(Deno.listen({ hostname, port }));
+      }
+    }
+    return this.#listeners.map((l) => l.addr);
+  }
+
+  /** Accepts and serves connections until `shutdown`. */
+  serve(): void {
+    for (const l of this.#listeners) this.#acceptLoop(l);
+    this.#timers.push(setInterval(() => this.cache.store.sweep(SWEEP_BUDGET_MS), SWEEP_EVERY_MS));
+    if (this.cache.config.idleTimeout > 0) {
+      this.#timers.push(setInterval(() => this.#cutIdle(), 1000));
+    }
+  }
+
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+    const info = this.cache.connections;
+    const counters = this.cache.counters;
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // listener closed
+      }
+      if (this.closing) {
+        conn.close();
+        continue;
+      }
+      counters.total_connections++;
+      if (this.#conns.size >= this.cache.config.connLimit) {
+        counters.rejected_connections++;
+        this.#refuse(conn);
+        continue;
+      }
+      if (conn.localAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+      const c = new Connection(conn, this.#nextId++, this);
+      this.#conns.set(c.id, c);
+      info.curr = this.#conns.size;
+      info.structures = Math.max(info.structures, this.#conns.size);
+      const run = c.run().finally(() => {
+        this.#conns.delete(c.id);
+        this.#running.delete(run);
+        info.curr = this.#conns.size;
+        this.#served++;
+        if (this.cache.config.single && this.#served === 1) this.shutdown(false);
+      });
+      this.#running.add(run);
+    }
+  }
+
+  async #refuse(conn: Deno.Conn): Promise<void> {
+    try {
+      await conn.write(TOO_MANY);
+    } catch {
+      // the client is gone already
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by the peer
+      }
+    }
+  }
+
+  #cutIdle(): void {
+    const limit = this.cache.now() - this.cache.config.idleTimeout;
+    for (const c of this.#conns.values()) if (c.idle && c.lastActive <= limit) c.abort();
+  }
+
+  connectionRows(): Array<[string, string | number]> {
+    const now = this.cache.now();
+    const rows: Array<[string, string | number]> = [];
+    for (const c of this.#conns.values()) {
+      rows.push([`${c.id}:addr`, describeAddr(c.transport.remoteAddr)]);
+      rows.push([`${c.id}:state`, c.idle ? "conn_waiting" : "conn_parse_cmd"]);
+      rows.push([`${c.id}:secs_since_last_cmd`, now - c.lastActive]);
+    }
+    return rows;
+  }
+
+  /**
+   * Stops accepting, lets every connection finish the commands it has read and send their
+   * replies, closes idle ones, and resolves `done`. Safe to call more than once.
+   */
+  shutdown(_graceful: boolean): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.cache.connections.accepting = false;
+    for (const t of this.#timers) clearInterval(t);
+    for (const l of this.#listeners) {
+      try {
+        l.close();
+      } catch {
+        // already closed
+      }
+    }
+    for (const c of this.#conns.values()) if (c.idle) c.abort();
+    const deadline = setTimeout(() => {
+      for (const c of this.#conns.values()) c.abort();
+    }, 5000);
+    Promise.all([...this.#running]).finally(() => {
+      clearTimeout(deadline);
+      if (this.cache.config.unixSocket !== null) {
+        try {
+          Deno.removeSync(this.cache.config.unixSocket);
+        } catch {
+          // removed already
+        }
+      }
+      this.#resolveDone();
+    });
+  }
+}
+
+/** Splits `host`, `host:port`, `[v6]:port` or a bare IPv6 address; `port` is the default. */
+export function splitHostPort(spec: string, port: number): { hostname: string; port: number } {
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
+  if (v6 !== null) return { hostname: v6[1], port: v6[2] ? Number(v6[2]) : port };
+  const colons = spec.split(":").length - 1;
+  if (colons === 1) {
+    const [host, p] = spec.split(":");
+    return { hostname: host, port: Number(p) };
+  }
+  return { hostname: spec, port };
+}
+
+/** `tcp:host:port` or `unix:path`, as `stats conns` and the start-up line show addresses. */
+export function describeAddr(a: Deno.Addr): string {
+  if ("path" in a) return `unix:${a.path}`;
+  if ("hostname" in a) return `${a.transport}:${a.hostname}:${a.port}`;
+  return a.transport;
+}

@@ -1,0 +1,197 @@
+/**
+ * The contract every item store honours. The protocol layers (text, meta, binary) speak only
+ * to this interface; `tests/store_conformance_test.ts` pins it down for every implementation.
+ *
+ * Items are addressed by an opaque integer handle (`ItemRef`) so that a lookup allocates
+ * nothing. A handle is valid until the next call that may allocate, link or unlink an item
+ * (`alloc`, `link`, `unlink`, `flush`, `sweep`): read what you need from it before then.
+ * Keys and values are bytes, never decoded as text.
+ *
+ * Times are whole seconds on the store's clock (`Clock.now()`); an `exptime` given to the
+ * store is already absolute (0 = never): protocol layers convert with `absoluteExptime`.
+ *
+ * @module
+ */
+
+/** A handle to an item inside a store; `NONE` (-1) means "no item". */
+export type ItemRef = number;
+
+/** The handle value meaning "no item". */
+export const NONE: ItemRef = -1;
+
+/** How `link` places a freshly allocated item, as memcached's store commands do. */
+export const Mode = {
+  Set: 0,
+  Add: 1,
+  Replace: 2,
+  Append: 3,
+  Prepend: 4,
+} as const;
+/** One of the `Mode` values. */
+export type Mode = typeof Mode[keyof typeof Mode];
+
+/** What `link` did, as memcached's `store_item` reports it. */
+export const StoreResult = {
+  Stored: 0,
+  NotStored: 1,
+  Exists: 2,
+  NotFound: 3,
+  /** append/prepend needed a bigger item and none could be had (too large or out of memory) */
+  NoMemory: 4,
+  TooLarge: 5,
+} as const;
+/** One of the `StoreResult` values. */
+export type StoreResult = typeof StoreResult[keyof typeof StoreResult];
+
+/** Why `alloc` returned `NONE`. */
+export const AllocFailure = {
+  /** key + value exceed the item size limit (`-I`) */
+  TooLarge: 1,
+  /** memory is full and eviction is off (`-M`) or found nothing to evict */
+  OutOfMemory: 2,
+} as const;
+/** One of the `AllocFailure` values. */
+export type AllocFailure = typeof AllocFailure[keyof typeof AllocFailure];
+
+/** A source of the current time in whole seconds; tests inject one they move by hand. */
+export interface Clock {
+  /** Whole seconds since the Unix epoch. */
+  now(): number;
+}
+
+/** The wall clock, in whole seconds. */
+export const systemClock: Clock = { now: () => Math.floor(Date.now() / 1000) };
+
+/** memcached's REALTIME_MAXDELTA: exptimes up to 30 days are relative, larger are absolute. */
+export const REALTIME_MAXDELTA = 60 * 60 * 24 * 30;
+
+/**
+ * Converts a protocol exptime to an absolute time on `now`'s clock, exactly as memcached's
+ * `realtime()`: 0 never expires, negative is already expired, up to 30 days is relative, larger
+ * is an absolute Unix time. Already-expired results are returned as 1 (a time in the past).
+ */
+export function absoluteExptime(exptime: number, now: number): number {
+  if (exptime === 0) return 0;
+  if (exptime < 0) return 1;
+  if (exptime > REALTIME_MAXDELTA) return exptime <= now ? 1 : exptime;
+  return now + exptime;
+}
+
+/** Counters a store keeps about itself, named as in memcached's `stats`. */
+export interface StoreStats {
+  curr_items: number;
+  total_items: number;
+  /** bytes used by live items (key + value + header), as memcached's `bytes` */
+  bytes: number;
+  evictions: number;
+  reclaimed: number;
+  expired_unfetched: number;
+  evicted_unfetched: number;
+  get_expired: number;
+  get_flushed: number;
+}
+
+/** The operations a cache store offers. All of them run to completion synchronously. */
+export interface Store {
+  /** The clock the store reads expiry against. */
+  readonly clock: Clock;
+  /** Live counters (read them; do not write). */
+  readonly stats: StoreStats;
+  /** The memory limit in bytes (`-m`). */
+  readonly limitBytes: number;
+  /** The largest item (key + value) accepted (`-I`). */
+  readonly itemSizeMax: number;
+
+  /**
+   * Finds a live item. Expired and flushed items are unlinked, counted (`get_expired`,
+   * `get_flushed`, `reclaimed`) and reported as `NONE`. Does not bump the LRU: see `bump`.
+   */
+  find(key: Uint8Array, off: number, len: number): ItemRef;
+
+  /**
+   * Reserves an item of `valueLength` bytes, not yet visible to `find`. Fill its value with
+   * `writeValue`, then `link` it or `release` it. May evict least recently used items to make
+   * room. Returns `NONE` and sets `allocFailure` when it cannot.
+   */
+  alloc(
+    key: Uint8Array,
+    off: number,
+    len: number,
+    valueLength: number,
+    flags: number,
+    exptime: number,
+  ): ItemRef;
+  /** Why the last failed `alloc` failed. */
+  readonly allocFailure: AllocFailure;
+  /** Copies `src[srcOff, srcOff + len)` into the value of `ref` at `valueOff`. */
+  writeValue(ref: ItemRef, valueOff: number, src: Uint8Array, srcOff: number, len: number): void;
+  /**
+   * Links an allocated item as `mode` says, comparing `cas` first when it is not 0 (the `cas`
+   * command: `NotFound` when no item, `Exists` when it differs). Append/prepend keep the old
+   * item's flags and exptime. On success the item gets a new CAS; read it with `cas(ref)`
+   * through the handle `linked` returns. Whatever the result, `ref` is consumed.
+   */
+  link(ref: ItemRef, mode: Mode, cas: number): StoreResult;
+  /** The item that the last successful `link` made visible (for append/prepend, a new one). */
+  readonly linked: ItemRef;
+  /** Frees an allocated item that will not be linked. */
+  release(ref: ItemRef): void;
+  /** Removes a live item. */
+  unlink(ref: ItemRef): void;
+
+  /** Marks a hit: moves the item towards the head of the LRU and sets its fetched bit and access time. */
+  bump(ref: ItemRef): void;
+  /** Sets the absolute exptime of a live item. */
+  touch(ref: ItemRef, exptime: number): void;
+  /** Gives a live item a new CAS value (after an in-place change) and returns it. */
+  renewCas(ref: ItemRef): number;
+
+  /** Client flags (u32). */
+  flags(ref: ItemRef): number;
+  /** The item's CAS value (≥ 1). */
+  cas(ref: ItemRef): number;
+  /** Absolute exptime (0 = never). */
+  exptime(ref: ItemRef): number;
+  /** The clock time of the last access (store or bump). */
+  lastAccess(ref: ItemRef): number;
+  /** Whether the item was fetched (bumped) since it was stored. */
+  fetched(ref: ItemRef): boolean;
+  /** Value length in bytes. */
+  valueLength(ref: ItemRef): number;
+  /** Copies the value into `dst` at `dstOff`; returns the number of bytes copied. */
+  readValue(ref: ItemRef, dst: Uint8Array, dstOff: number): number;
+  /** Key length in bytes. */
+  keyLength(ref: ItemRef): number;
+  /** Copies the key into `dst` at `dstOff`; returns the number of bytes copied. */
+  readKey(ref: ItemRef, dst: Uint8Array, dstOff: number): number;
+  /** The slab class id of the item (1-based; 0 for stores without classes). */
+  slabClass(ref: ItemRef): number;
+  /** Total bytes the item occupies (header + key + value). */
+  itemSize(ref: ItemRef): number;
+
+  /** Meta-protocol item bits: stale (invalidated by `md I`/`ms I`) and win-token-sent. */
+  stale(ref: ItemRef): boolean;
+  setStale(ref: ItemRef, stale: boolean): void;
+  winSent(ref: ItemRef): boolean;
+  setWinSent(ref: ItemRef, sent: boolean): void;
+
+  /**
+   * Invalidates every item: now (`at` = 0 or ≤ now) or when the clock reaches `at`, as
+   * memcached's `flush_all [delay]`. Items stored after the flush takes effect survive it.
+   */
+  flush(at: number): void;
+  /** Changes the memory limit at run time (`cache_memlimit`), evicting as needed to meet it. */
+  setLimit(bytes: number): void;
+  /**
+   * Reclaims expired and flushed items for at most `budgetMs` milliseconds, resuming where the
+   * previous call stopped. Returns the number of items reclaimed.
+   */
+  sweep(budgetMs: number): number;
+  /** Number of items visible to `find` (expired ones included until reclaimed). */
+  readonly size: number;
+  /**
+   * The rows of `stats items`, `stats slabs` or `stats sizes` (memcached's names, without the
+   * `STAT ` prefix), or `null` when the group is unknown to this store.
+   */
+  groupStats(group: string): Array<[string, string | number]> | null;
+}

@@ -1,0 +1,172 @@
+/**
+ * Starting servers for tests: memg in this process (with an injectable clock), memg as a child
+ * process (for signals, flags and exit codes), and Debian's memcached as the reference.
+ *
+ * @module
+ */
+import { createServer } from "../../main.ts";
+import { parseConfig } from "../../lib/config.ts";
+import type { Server } from "../../lib/server.ts";
+import { type Clock, systemClock } from "../../lib/store/store.ts";
+
+/** A server a test talks to over loopback. */
+export interface TestServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** A memg running inside the test process; `server` gives access to its cache and store. */
+export interface InProcessMemg extends TestServer {
+  server: Server;
+}
+
+/** Starts memg in this process on a free loopback port with memcached-style `args`. */
+export function startMemg(args: string[] = [], clock: Clock = systemClock): InProcessMemg {
+  const { config } = parseConfig(["-p", "0", ...args]);
+  const server = createServer(config, clock);
+  const [addr] = server.listen();
+  server.serve();
+  return {
+    port: (addr as Deno.NetAddr).port,
+    server,
+    close: async () => {
+      server.shutdown(false);
+      await server.done;
+    },
+  };
+}
+
+/** A memg child process. */
+export interface ChildMemg extends TestServer {
+  process: Deno.ChildProcess;
+  /** Lines the server printed to stdout (the start-up line first). */
+  stdout: string[];
+  /** Sends `signal` and resolves with the exit status. */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+
+/** The permissions `deno task start` grants, for child processes started by tests. */
+export const START_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env=MEMCACHED_SASL_PWDB",
+  "--allow-sys=osUptime,loadavg",
+];
+
+/** Starts `deno run main.ts -p 0 ...args` and waits for its start-up line. */
+export async function spawnMemg(args: string[] = [], permissions = START_PERMISSIONS) {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", CONFIG, ...permissions, MAIN, "-p", "0", ...args],
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  return await attach(process);
+}
+
+/** Waits for a memg child's start-up line and wraps it. */
+export async function attach(process: Deno.ChildProcess): Promise<ChildMemg> {
+  const stdout: string[] = [];
+  const lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  let port = -1;
+  while (port < 0) {
+    const { value, done } = await lines.read();
+    if (done) {
+      const err = await new Response(process.stderr).text();
+      await process.status;
+      throw new Error(`memg exited before listening: ${err}`);
+    }
+    pending += value;
+    let nl;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      stdout.push(line);
+      const m = /listening on tcp:[^ ]*:(\d+)$/.exec(line) ?? /listening on unix:/.exec(line);
+      if (m !== null) port = m[1] ? Number(m[1]) : 0;
+    }
+  }
+  const drain = (async () => {
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) return;
+      stdout.push(...value.split("\n").filter((l) => l !== ""));
+    }
+  })();
+  const stderr = process.stderr.pipeTo(new WritableStream());
+  return {
+    port,
+    process,
+    stdout,
+    stop: async (signal: Deno.Signal = "SIGTERM") => {
+      try {
+        process.kill(signal);
+      } catch {
+        // exited already
+      }
+      const status = await process.status;
+      await drain;
+      await stderr;
+      return status;
+    },
+    close: async () => {
+      try {
+        process.kill("SIGKILL");
+      } catch {
+        // exited already
+      }
+      await process.status;
+      await drain;
+      await stderr;
+    },
+  };
+}
+
+/** A free loopback TCP port (bound and released; racy only against other processes). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Whether Debian's memcached is installed. */
+export function haveMemcached(): boolean {
+  try {
+    return Deno.statSync("/usr/bin/memcached").isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts Debian's memcached on a free loopback port, with `args`. */
+export async function spawnMemcached(args: string[] = []): Promise<TestServer> {
+  const port = freePort();
+  const process = new Deno.Command("/usr/bin/memcached", {
+    args: ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-u", "root", ...args],
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port });
+      c.close();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return {
+    port,
+    close: async () => {
+      process.kill("SIGKILL");
+      await process.status;
+    },
+  };
+}
