@@ -9,6 +9,7 @@ import {
   AllocFailure,
   type Clock,
   type ItemRef,
+  itemTotal,
   Mode,
   NONE,
   type Store,
@@ -155,7 +156,7 @@ export class MapStore implements Store {
     flags: number,
     exptime: number,
   ): ItemRef {
-    if (len + valueLength > this.itemSizeMax) {
+    if (itemTotal(len, valueLength, flags) > this.itemSizeMax) {
       this.allocFailure = AllocFailure.TooLarge;
       return NONE;
     }
@@ -203,8 +204,6 @@ export class MapStore implements Store {
     if (cas !== 0) {
       if (old === NONE) return this.#reject(ref, StoreResult.NotFound);
       if (this.#item(old).cas !== cas) return this.#reject(ref, StoreResult.Exists);
-      this.#place(ref, old);
-      return StoreResult.Stored;
     }
     switch (mode) {
       case Mode.Set:
@@ -226,7 +225,9 @@ export class MapStore implements Store {
         if (old === NONE) return this.#reject(ref, StoreResult.NotStored);
         const prev = this.#item(old);
         const size = prev.value.length + it.value.length;
-        if (it.key.length + size > this.itemSizeMax) return this.#reject(ref, StoreResult.TooLarge);
+        if (itemTotal(it.key.length, size, prev.flags) > this.itemSizeMax) {
+          return this.#reject(ref, StoreResult.TooLarge);
+        }
         const joined = new Uint8Array(size);
         if (mode === Mode.Append) {
           joined.set(prev.value);
@@ -335,12 +336,8 @@ export class MapStore implements Store {
 
   flush(at: number): void {
     const now = this.clock.now();
-    if (at === 0 || at <= now) {
-      this.#flushCas = this.#casCounter;
-      this.#oldestLive = 0;
-    } else {
-      this.#oldestLive = at - 1;
-    }
+    this.#oldestLive = at === 0 ? now - 1 : at - 1;
+    if (this.#oldestLive <= now) this.#flushCas = this.#casCounter++;
   }
 
   setLimit(bytes: number): void {

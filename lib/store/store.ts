@@ -77,6 +77,17 @@ export function absoluteExptime(exptime: number, now: number): number {
   return now + exptime;
 }
 
+/** memcached's item header with its CAS field: what every item costs besides key and value. */
+export const ITEM_HEADER = 56;
+
+/**
+ * An item's size as memcached's `item_make_header` counts it for the `-I` limit: header, key
+ * and its terminator, 4 bytes of client flags when they are not 0, value and its `\r\n`.
+ */
+export function itemTotal(keyLength: number, valueLength: number, flags: number): number {
+  return ITEM_HEADER + keyLength + 1 + (flags !== 0 ? 4 : 0) + valueLength + 2;
+}
+
 /** Counters a store keeps about itself, named as in memcached's `stats`. */
 export interface StoreStats {
   curr_items: number;
@@ -99,7 +110,7 @@ export interface Store {
   readonly stats: StoreStats;
   /** The memory limit in bytes (`-m`). */
   readonly limitBytes: number;
-  /** The largest item (key + value) accepted (`-I`). */
+  /** The largest item accepted (`-I`), measured by `itemTotal`. */
   readonly itemSizeMax: number;
 
   /**
@@ -111,7 +122,8 @@ export interface Store {
   /**
    * Reserves an item of `valueLength` bytes, not yet visible to `find`. Fill its value with
    * `writeValue`, then `link` it or `release` it. May evict least recently used items to make
-   * room. Returns `NONE` and sets `allocFailure` when it cannot.
+   * room. Returns `NONE` and sets `allocFailure` when it cannot: `TooLarge` when
+   * `itemTotal(len, valueLength, flags)` exceeds `itemSizeMax`.
    */
   alloc(
     key: Uint8Array,
@@ -176,8 +188,11 @@ export interface Store {
   setWinSent(ref: ItemRef, sent: boolean): void;
 
   /**
-   * Invalidates every item: now (`at` = 0 or ≤ now) or when the clock reaches `at`, as
-   * memcached's `flush_all [delay]`. Items stored after the flush takes effect survive it.
+   * Invalidates items as memcached's `flush_all [delay]` does, `at` being the absolute time of
+   * the delay (0 for none). Its "oldest live" second is `at - 1` (now - 1 without a delay):
+   * once the clock reaches it, every item stored or touched up to and during that second is
+   * gone. When that second is not in the future (no delay, or a delay of 1), the flush also
+   * takes a CAS value, so the CAS of the next item stored is one higher than without it.
    */
   flush(at: number): void;
   /** Changes the memory limit at run time (`cache_memlimit`), evicting as needed to meet it. */

@@ -1,0 +1,164 @@
+/**
+ * The hash index of the slab store: chained buckets on typed arrays, the chains running through
+ * the items' own header words (`W_HNEXT`), keys compared as bytes in the pages.
+ *
+ * Growth doubles the bucket array incrementally, as memcached's assoc.c does: while expanding,
+ * old buckets below `migrated` have moved to the new array; each `migrate` call moves a few
+ * more, so no single call walks more than a handful of chains. The new array is allocated
+ * zero-filled (buckets hold ref + 1, 0 = empty), which costs no pass over it.
+ *
+ * @module
+ */
+import { NONE } from "./store.ts";
+import { ITEM_HEADER, KEY_MASK, type SlabPages, W_HASH, W_HNEXT, W_META } from "./slab_pages.ts";
+
+/** FNV-1a over the bytes, finished with murmur3's fmix32; a signed 32-bit integer. */
+export function hashBytes(b: Uint8Array, off: number, len: number): number {
+  let h = 0x811c9dc5;
+  for (let i = off, end = off + len; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+const EMPTY: Int32Array = new Int32Array(0);
+/** memcached's default hashpower. */
+const INITIAL_POWER = 16;
+
+/** Finds linked items by key. Holds one ref per item, never a JS object per item. */
+export class HashIndex {
+  private table: Int32Array;
+  private mask: number;
+  private old: Int32Array = EMPTY;
+  private oldMask = 0;
+  private migrated = 0;
+  /** The array `locate` chose. */
+  private at: Int32Array = EMPTY;
+
+  constructor(private readonly mem: SlabPages) {
+    this.table = new Int32Array(1 << INITIAL_POWER);
+    this.mask = this.table.length - 1;
+  }
+
+  /** log2 of the bucket count (memcached's hash_power_level, the new size while expanding). */
+  get power(): number {
+    return Math.log2(this.table.length);
+  }
+
+  /** Bytes of the bucket arrays. */
+  get bytes(): number {
+    return this.table.byteLength + this.old.byteLength;
+  }
+
+  /** Whether a doubling is in progress. */
+  get expanding(): boolean {
+    return this.old !== EMPTY;
+  }
+
+  /** The linked item whose key is `key[off, off + len)` (hash `h`), or NONE. */
+  find(key: Uint8Array, off: number, len: number, h: number): number {
+    const mem = this.mem;
+    const b = this.locate(h);
+    let ref = this.at[b] - 1;
+    for (; ref !== NONE; ref = mem.word(ref, W_HNEXT)) {
+      if (mem.word(ref, W_HASH) !== h || (mem.word(ref, W_META) & KEY_MASK) !== len) continue;
+      const page = mem.u8[mem.page(ref)];
+      const k = mem.offset(ref) + ITEM_HEADER - off;
+      let i = off;
+      const end = off + len;
+      while (i < end && page[k + i] === key[i]) i++;
+      if (i === end) return ref;
+    }
+    return NONE;
+  }
+
+  /** Adds an item whose key hash is `h`; the caller ensures the key is not present. */
+  insert(ref: number, h: number): void {
+    const b = this.locate(h);
+    this.mem.setWord(ref, W_HNEXT, this.at[b] - 1);
+    this.at[b] = ref + 1;
+  }
+
+  /** Removes an item whose key hash is `h`. */
+  remove(ref: number, h: number): void {
+    const mem = this.mem;
+    const b = this.locate(h);
+    let cur = this.at[b] - 1;
+    if (cur === ref) {
+      this.at[b] = mem.word(ref, W_HNEXT) + 1;
+      return;
+    }
+    while (cur !== NONE) {
+      const next = mem.word(cur, W_HNEXT);
+      if (next === ref) {
+        mem.setWord(cur, W_HNEXT, mem.word(ref, W_HNEXT));
+        return;
+      }
+      cur = next;
+    }
+  }
+
+  /** Makes the chain that held `from` (hash `h`) hold `to` instead, `to` having its header. */
+  moved(from: number, to: number, h: number): void {
+    const mem = this.mem;
+    const b = this.locate(h);
+    let cur = this.at[b] - 1;
+    if (cur === from) {
+      this.at[b] = to + 1;
+      return;
+    }
+    while (cur !== NONE) {
+      const next = mem.word(cur, W_HNEXT);
+      if (next === from) {
+        mem.setWord(cur, W_HNEXT, to);
+        return;
+      }
+      cur = next;
+    }
+  }
+
+  /** Starts doubling when `items` exceeds 1.5 per bucket (memcached's threshold). */
+  maybeGrow(items: number): void {
+    if (this.old !== EMPTY || items <= this.table.length * 1.5) return;
+    this.old = this.table;
+    this.oldMask = this.mask;
+    this.migrated = 0;
+    this.table = new Int32Array(this.old.length * 2);
+    this.mask = this.table.length - 1;
+  }
+
+  /** Moves up to `buckets` old buckets into the new array; finishes the doubling at the end. */
+  migrate(buckets: number): void {
+    const mem = this.mem;
+    const old = this.old;
+    const end = Math.min(old.length, this.migrated + buckets);
+    for (let b = this.migrated; b < end; b++) {
+      let ref = old[b] - 1;
+      while (ref !== NONE) {
+        const next = mem.word(ref, W_HNEXT);
+        const nb = mem.word(ref, W_HASH) & this.mask;
+        mem.setWord(ref, W_HNEXT, this.table[nb] - 1);
+        this.table[nb] = ref + 1;
+        ref = next;
+      }
+      old[b] = 0;
+    }
+    this.migrated = end;
+    if (end === old.length) this.old = EMPTY;
+  }
+
+  /** The bucket index of hash `h`, with `at` set to the array holding it. */
+  private locate(h: number): number {
+    if (this.old !== EMPTY) {
+      const ob = h & this.oldMask;
+      if (ob >= this.migrated) {
+        this.at = this.old;
+        return ob;
+      }
+    }
+    this.at = this.table;
+    return h & this.mask;
+  }
+}
