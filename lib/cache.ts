@@ -6,6 +6,7 @@
  * @module
  */
 import type { Config } from "./config.ts";
+import { parseU64 } from "./protocol/numbers.ts";
 import { ClassCounters, Counters } from "./stats.ts";
 import {
   absoluteExptime,
@@ -31,6 +32,19 @@ export type Arith = typeof Arith[keyof typeof Arith];
 const U64_MASK = (1n << 64n) - 1n;
 const DIGITS_MAX = 20;
 
+/** The store counters memcached's `stats reset` zeroes (item and byte counts are kept). */
+export const RESETTABLE_STORE_STATS = [
+  "total_items",
+  "evictions",
+  "reclaimed",
+  "expired_unfetched",
+  "evicted_unfetched",
+  "get_expired",
+  "get_flushed",
+] as const;
+/** One of `RESETTABLE_STORE_STATS`. */
+export type ResettableStoreStat = typeof RESETTABLE_STORE_STATS[number];
+
 /** Connection figures the server reports for `stats`. */
 export interface ConnectionInfo {
   curr: number;
@@ -49,13 +63,27 @@ export class Cache {
   /** Result of the last successful `arith`: the new value and the item's CAS. */
   arithValue = 0n;
   arithCas = 0;
-  /** Scratch space for numbers written into items by `arith`. */
-  readonly #digits = new Uint8Array(DIGITS_MAX);
+  /** Scratch space for the numbers `arith` reads from items and writes back (grows). */
+  #digits = new Uint8Array(DIGITS_MAX * 2);
+  /** The store's resettable counters at the last `stats reset`. */
+  readonly #storeBase = new Map<ResettableStoreStat, number>();
 
   constructor(store: Store, config: Config) {
     this.store = store;
     this.config = config;
     this.startedAt = store.clock.now();
+  }
+
+  /** `stats reset`: zeroes every counter memcached's does, the store's included. */
+  resetStats(): void {
+    this.counters.reset();
+    this.classCounters.reset();
+    for (const name of RESETTABLE_STORE_STATS) this.#storeBase.set(name, this.store.stats[name]);
+  }
+
+  /** A store counter as `stats` shows it: counted since the last `stats reset`. */
+  storeCounter(name: ResettableStoreStat): number {
+    return this.store.stats[name] - (this.#storeBase.get(name) ?? 0);
   }
 
   /** The store's clock, now. */
@@ -135,10 +163,14 @@ export class Cache {
     return NONE;
   }
 
-  /** Links an allocated item (`link`), counting cmd_set and the CAS outcomes. */
+  /**
+   * Links an allocated item (`link`), counting cmd_set and the CAS outcomes. As memcached, a
+   * CAS given to append/prepend (meta `ms MA C…`) is compared but not counted as a cas command.
+   */
   commit(ref: ItemRef, mode: Mode, cas: number): StoreResult {
     this.counters.cmd_set++;
     const result = this.store.link(ref, mode, cas);
+    if (mode === Mode.Append || mode === Mode.Prepend) cas = 0;
     if (cas !== 0) {
       if (result === StoreResult.Stored) this.counters.cas_hits++;
       else if (result === StoreResult.Exists) this.counters.cas_badval++;
@@ -180,9 +212,16 @@ export class Cache {
   arithOn(ref: ItemRef, incr: boolean, delta: bigint, cas = 0): Arith {
     const store = this.store;
     const vlen = store.valueLength(ref);
-    if (vlen === 0 || vlen > 1024) return Arith.NonNumeric;
+    // memcached refuses empty values and chunked ones (larger than a slab chunk).
+    if (vlen === 0 || store.itemSize(ref) > this.config.slabChunkMaxKb * 1024) {
+      return Arith.NonNumeric;
+    }
     if (cas !== 0 && store.cas(ref) !== cas) return Arith.Exists;
-    const current = this.#readNumber(ref, vlen);
+    if (this.#digits.length < vlen) this.#digits = new Uint8Array(Math.max(vlen, DIGITS_MAX * 2));
+    const digits = this.#digits;
+    store.readValue(ref, digits, 0);
+    // memcached's safe_strtoull on the data, whose "\r\n" ends the number like white space.
+    const current = parseU64(digits, 0, vlen);
     if (current === null) return Arith.NonNumeric;
     let value: bigint;
     if (incr) {
@@ -195,13 +234,11 @@ export class Cache {
       this.classCounters.bump("decr_hits", store.slabClass(ref));
     }
     const text = value.toString();
-    const digits = this.#digits;
     for (let i = 0; i < text.length; i++) digits[i] = text.charCodeAt(i);
     if (text.length <= vlen) {
       for (let i = text.length; i < vlen; i++) digits[i] = 32;
       store.writeValue(ref, 0, digits, 0, vlen);
-      this.arithCas = store.renewCas(ref);
-      store.bump(ref);
+      this.arithCas = store.renewCas(ref); // no bump: memcached leaves the fetched bit alone
     } else {
       const keyLen = store.keyLength(ref);
       const key = new Uint8Array(keyLen);
@@ -214,22 +251,6 @@ export class Cache {
     }
     this.arithValue = value;
     return Arith.Ok;
-  }
-
-  #readNumber(ref: ItemRef, vlen: number): bigint | null {
-    const buf = new Uint8Array(vlen);
-    this.store.readValue(ref, buf, 0);
-    let i = 0;
-    while (i < vlen && (buf[i] === 32 || (buf[i] >= 9 && buf[i] <= 13))) i++;
-    const from = i;
-    let v = 0n;
-    while (i < vlen && buf[i] >= 48 && buf[i] <= 57) {
-      v = v * 10n + BigInt(buf[i] - 48);
-      i++;
-    }
-    if (i === from || i - from > DIGITS_MAX || v > U64_MASK) return null;
-    if (i < vlen && !(buf[i] === 32 || (buf[i] >= 9 && buf[i] <= 13))) return null;
-    return v;
   }
 
   /** `flush_all [delay]`; false when flushing is disabled (`-F`). Counts cmd_flush. */

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { Authentication } from "./auth.ts";
 import type { Cache } from "./cache.ts";
 import { Connection, type ConnectionOwner } from "./connection.ts";
 import { bytes } from "./reply.ts";
@@ -18,6 +19,7 @@ const SWEEP_BUDGET_MS = 1;
 /** A running memg server. */
 export class Server implements ConnectionOwner {
   readonly cache: Cache;
+  readonly auth: Authentication;
   closing = false;
   /** Resolves when the server has shut down. */
   readonly done: Promise<void>;
@@ -29,8 +31,10 @@ export class Server implements ConnectionOwner {
   #resolveDone!: () => void;
   #timers: ReturnType<typeof setInterval>[] = [];
 
-  constructor(cache: Cache) {
+  /** `auth` holds the password files, already read (see `loadAuthentication`). */
+  constructor(cache: Cache, auth: Authentication) {
     this.cache = cache;
+    this.auth = auth;
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
   }
 
@@ -113,9 +117,10 @@ export class Server implements ConnectionOwner {
     }
   }
 
+  /** As memcached: cut once idle for more than idle_timeout whole seconds (never sooner). */
   #cutIdle(): void {
     const limit = this.cache.now() - this.cache.config.idleTimeout;
-    for (const c of this.#conns.values()) if (c.idle && c.lastActive <= limit) c.abort();
+    for (const c of this.#conns.values()) if (c.idle && c.lastActive < limit) c.abort();
   }
 
   connectionRows(): Array<[string, string | number]> {

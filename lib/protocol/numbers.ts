@@ -1,8 +1,10 @@
 /**
  * Decimal numbers read straight from request bytes, with the exact acceptance rules of
  * memcached's `safe_strtoul`, `safe_strtol` and `safe_strtoull` (util.c): leading white space
- * and a sign are allowed as by strtol(3), the number must end the token, and out-of-range
- * values are refused. No string is built.
+ * and a sign are allowed as by strtol(3); the digits must end the token or be followed by a
+ * white-space or NUL byte (memcached checks only the byte at `endptr`, so `1\tx` reads as 1);
+ * values beyond the C type's range are refused, and `safe_strtol` truncates a `long` to 32 bits
+ * as memcached's implicit conversion does. No string is built.
  *
  * @module
  */
@@ -14,7 +16,10 @@ function isSpace(c: number): boolean {
   return c === 32 || (c >= 9 && c <= 13);
 }
 
-/** Parsed sign and digit span of a strtol-style number, or null when there are no digits. */
+/**
+ * Parsed sign and digit span of a strtol-style number, or null when there are no digits or the
+ * byte after them is neither the end, white space nor NUL (memcached's `endptr` test).
+ */
 function scan(buf: Uint8Array, start: number, end: number): [boolean, number, number] | null {
   let i = start;
   while (i < end && isSpace(buf[i])) i++;
@@ -22,8 +27,8 @@ function scan(buf: Uint8Array, start: number, end: number): [boolean, number, nu
   if (i < end && (buf[i] === 43 || buf[i] === 45)) negative = buf[i++] === 45;
   const digits = i;
   while (i < end && buf[i] >= 48 && buf[i] <= 57) i++;
-  if (i === digits || i !== end) return null;
-  return [negative, digits, end];
+  if (i === digits || (i !== end && !isSpace(buf[i]) && buf[i] !== 0)) return null;
+  return [negative, digits, i];
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -78,17 +83,29 @@ export function parseU32(buf: Uint8Array, start: number, end: number): number | 
   return v === null ? null : Number(v & 0xffffffffn);
 }
 
+const I64_MIN = -(1n << 63n);
+const I64_MAX = (1n << 63n) - 1n;
+
 /**
- * memcached's `safe_strtol` into an int32: a signed number within 32 bits, or null.
+ * memcached's `safe_strtol` into an int32: strtol(3) reads a 64-bit `long` (null beyond its
+ * range, as ERANGE), which is then truncated to 32 bits, so `4294967297` reads as 1 and
+ * `2147483648` as -2147483648 — exactly what memcached 1.6.18 stores.
  */
 export function parseI32(buf: Uint8Array, start: number, end: number): number | null {
   const s = scan(buf, start, end);
   if (s === null) return null;
   const [negative, from, to] = s;
-  if (to - from > 12) return null;
-  let n = 0;
-  for (let i = from; i < to; i++) n = n * 10 + buf[i] - 48;
-  if (negative) n = -n;
-  if (n > 2147483647 || n < -2147483648) return null;
-  return n;
+  if (to - from < 16) {
+    let n = 0;
+    for (let i = from; i < to; i++) n = n * 10 + buf[i] - 48;
+    return (negative ? -n : n) | 0;
+  }
+  let v = 0n;
+  for (let i = from; i < to; i++) {
+    v = v * 10n + BigInt(buf[i] - 48);
+    if (v > I64_MAX + 1n) return null;
+  }
+  if (negative) v = -v;
+  if (v < I64_MIN || v > I64_MAX) return null;
+  return Number(BigInt.asIntN(32, v));
 }

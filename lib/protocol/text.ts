@@ -14,7 +14,7 @@ import { VERSION_STRING } from "../config.ts";
 import { statsGroup } from "../report.ts";
 import { bytes } from "../reply.ts";
 import { AllocFailure, type ItemRef, Mode, NONE, StoreResult } from "../store/store.ts";
-import { BAD, parseCount, parseI32, parseU32, parseU64 } from "./numbers.ts";
+import { parseI32, parseU32, parseU64 } from "./numbers.ts";
 import { FLUSH_AT, type Protocol, type Session, Step } from "./session.ts";
 import { Tokens } from "./tokens.ts";
 
@@ -83,6 +83,9 @@ const W = {
   conns: bytes("conns"),
   zero: bytes("0"),
 } as const;
+
+/** First bytes memcached's process_command_ascii dispatches on (a c d g i s t). */
+const BRANCHES = [97, 99, 100, 103, 105, 115, 116];
 
 /** The meta command codec, plugged into the text protocol (meta commands share its lines). */
 export interface MetaCommands {
@@ -178,6 +181,7 @@ export class TextProtocol implements Protocol {
     if (pending === Pending.Meta) {
       this.meta!.finishSet(this, result);
     } else if (result === -1) {
+      this.session.cache.counters.cmd_set++; // memcached counts the set before checking the trailer
       this.reply(R.BAD_CHUNK);
     } else {
       this.reply(STORE_REPLIES[result]);
@@ -255,8 +259,12 @@ export class TextProtocol implements Protocol {
     if (t.is(0, W.verbosity)) return this.#verbosity(n);
     if (t.is(0, W.shutdown)) return this.#shutdown(n);
     if (t.is(0, W.cache_memlimit)) return this.#memlimit(n);
+    // memcached closes on a line ending in an HTTP version, but only when the command's first
+    // byte has no dispatch branch of its own (a, c, d, g, i, s, t answer ERROR instead).
     const last = t.count - 1;
-    if (t.len(last) >= 5 && t.text(last).startsWith("HTTP/")) return Step.Abort;
+    if (!BRANCHES.includes(c0) && t.len(last) >= 5 && t.text(last).startsWith("HTTP/")) {
+      return Step.Abort;
+    }
     this.reply(R.ERROR);
     return Step.More;
   }
@@ -335,9 +343,8 @@ export class TextProtocol implements Protocol {
     const b = t.buf;
     const flags = parseU32(b, t.start[2], t.end[2]);
     const exptime = parseI32(b, t.start[3], t.end[3]);
-    let vlen = parseCount(b, t.start[4], t.end[4]);
-    if (vlen === BAD) vlen = parseI32(b, t.start[4], t.end[4]) ?? BAD - 1;
-    if (flags === null || exptime === null || vlen === BAD - 1) {
+    const vlen = parseI32(b, t.start[4], t.end[4]);
+    if (flags === null || exptime === null || vlen === null) {
       this.reply(R.BAD_FORMAT);
       return Step.More;
     }
@@ -459,8 +466,7 @@ export class TextProtocol implements Protocol {
     const cache = this.session.cache;
     const out = this.session.out;
     if (n > 2 && t.is(1, W.reset)) {
-      cache.counters.reset();
-      cache.classCounters.reset();
+      cache.resetStats();
       out.put(R.RESET);
       return Step.More;
     }
@@ -488,16 +494,19 @@ export class TextProtocol implements Protocol {
       return Step.More;
     }
     this.#noreplyMaybe(n);
+    const cache = this.session.cache;
     let delay = 0;
-    if (n !== (this.noreply ? 3 : 2)) {
+    // As memcached: -F refuses before the delay is read, and a bad delay still counts cmd_flush.
+    if (cache.config.flushEnabled && n !== (this.noreply ? 3 : 2)) {
       const d = parseI32(t.buf, t.start[1], t.end[1]);
       if (d === null) {
+        cache.counters.cmd_flush++;
         this.reply(R.BAD_EXPTIME);
         return Step.More;
       }
       delay = d;
     }
-    this.reply(this.session.cache.flushAll(delay) ? R.OK : R.FLUSH_DISABLED);
+    this.reply(cache.flushAll(delay) ? R.OK : R.FLUSH_DISABLED);
     return Step.More;
   }
 
@@ -559,6 +568,7 @@ const STORE_REPLIES: Record<StoreResult, Uint8Array> = {
   [StoreResult.NotStored]: R.NOT_STORED,
   [StoreResult.Exists]: R.EXISTS,
   [StoreResult.NotFound]: R.NOT_FOUND,
-  [StoreResult.NoMemory]: R.OUT_OF_MEMORY,
-  [StoreResult.TooLarge]: R.TOO_LARGE,
+  // Only append/prepend fail this way; memcached answers them NOT_STORED.
+  [StoreResult.NoMemory]: R.NOT_STORED,
+  [StoreResult.TooLarge]: R.NOT_STORED,
 };

@@ -13,20 +13,24 @@ export class Tokens {
   end: Int32Array = new Int32Array(32);
   count = 0;
 
-  /** Splits `buf[from, to)` into tokens. */
+  /**
+   * Splits `buf[from, to)` into tokens. A NUL byte ends the line early, as it ends the C string
+   * memcached tokenizes.
+   */
   split(buf: Uint8Array, from: number, to: number): void {
     this.buf = buf;
     let n = 0;
     let i = from;
     while (i < to) {
       while (i < to && buf[i] === 32) i++;
-      if (i === to) break;
+      if (i === to || buf[i] === 0) break;
       const s = i;
-      while (i < to && buf[i] !== 32) i++;
+      while (i < to && buf[i] !== 32 && buf[i] !== 0) i++;
       if (n === this.start.length) this.#grow();
       this.start[n] = s;
       this.end[n] = i;
       n++;
+      if (i < to && buf[i] === 0) break;
     }
     this.count = n;
   }
