@@ -5,8 +5,12 @@
  *
  * @module
  */
+import type { Authentication } from "./auth.ts";
 import type { Cache } from "./cache.ts";
+import { AsciiAuthProtocol } from "./protocol/ascii_auth.ts";
+import { BinaryProtocol, REQUEST_MAGIC } from "./protocol/binary.ts";
 import { type Protocol, type Session, Step } from "./protocol/session.ts";
+import { MetaProtocol } from "./protocol/meta.ts";
 import { TextProtocol } from "./protocol/text.ts";
 import { BufferedReader } from "./reader.ts";
 import { ReplyBuffer } from "./reply.ts";
@@ -14,6 +18,8 @@ import { ReplyBuffer } from "./reply.ts";
 /** What a connection needs from the server that owns it. */
 export interface ConnectionOwner {
   readonly cache: Cache;
+  /** The users each protocol must authenticate as (from the password files). */
+  readonly auth: Authentication;
   /** True once shutdown began: finish what was read, then close. */
   readonly closing: boolean;
   shutdown(graceful: boolean): void;
@@ -67,7 +73,14 @@ export class Connection implements Session {
   }
 
   #choose(): Protocol {
-    return new TextProtocol(this, null);
+    const protocol = this.cache.config.protocol;
+    const auth = this.#owner.auth;
+    const r = this.reader;
+    if (protocol === "binary" || (protocol === "auto" && r.buf[r.start] === REQUEST_MAGIC)) {
+      return new BinaryProtocol(this, auth.sasl);
+    }
+    const text = new TextProtocol(this, new MetaProtocol());
+    return auth.ascii === null ? text : new AsciiAuthProtocol(this, text, auth.ascii);
   }
 
   /** Serves the connection until it ends; never throws. */
