@@ -3,10 +3,12 @@
  *
  * @module
  */
+import { AuthFileError, loadAuthentication } from "./lib/auth.ts";
 import { Cache } from "./lib/cache.ts";
 import { parseConfig, USAGE, UsageError, VERSION_STRING } from "./lib/config.ts";
+import { startMetrics } from "./lib/metrics.ts";
 import { describeAddr, Server } from "./lib/server.ts";
-import { MapStore } from "./lib/store/map.ts";
+import { SlabStore } from "./lib/store/slab.ts";
 import { type Clock, systemClock } from "./lib/store/store.ts";
 import type { Config } from "./lib/config.ts";
 
@@ -20,15 +22,21 @@ function envPwdb(): string | undefined {
   }
 }
 
-/** Builds the store, the command layer and the server a config describes. */
+/**
+ * Builds the store, the command layer and the server a config describes, reading the password
+ * files it names (throws `AuthFileError` when one is unusable).
+ */
 export function createServer(config: Config, clock: Clock = systemClock): Server {
-  const store = new MapStore({
+  const store = new SlabStore({
     limitBytes: config.memoryLimitMb * 1024 * 1024,
     itemSizeMax: config.itemSizeMax,
     evict: config.evictions,
     clock,
+    growthFactor: config.growthFactor,
+    minChunk: 48 + config.slabMinSize,
+    chunkMax: config.slabChunkMaxKb * 1024,
   });
-  return new Server(new Cache(store, config));
+  return new Server(new Cache(store, config), loadAuthentication(config));
 }
 
 async function main(args: string[]): Promise<number> {
@@ -50,16 +58,26 @@ async function main(args: string[]): Promise<number> {
   }
   const config = parsed.config;
   for (const w of config.warnings) console.error(`memg: warning: ${w}`);
-  const server = createServer(config);
-  const addrs = server.listen();
-  for (const a of addrs) {
-    console.log(`memg ${VERSION_STRING} listening on ${describeAddr(a)}`);
+  let server: Server;
+  try {
+    server = createServer(config);
+  } catch (e) {
+    if (!(e instanceof AuthFileError)) throw e;
+    console.error(`memg: ${e.message}`);
+    return 1;
   }
+  const addrs = server.listen();
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => server.shutdown(false));
   }
+  const metrics = startMetrics(server.cache);
+  if (metrics !== null) console.log(`memg metrics on ${metrics.url}`);
+  for (const a of addrs) {
+    console.log(`memg ${VERSION_STRING} listening on ${describeAddr(a)}`);
+  }
   server.serve();
   await server.done;
+  await metrics?.shutdown();
   return 0;
 }
 

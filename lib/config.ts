@@ -49,6 +49,8 @@ export interface Config {
   idleTimeout: number;
   slabChunkMaxKb: number;
   single: boolean;
+  /** HTTP port for /metrics, /stats.json and the live page (`--metrics-port`); null: off. */
+  metricsPort: number | null;
   /** Warnings about flags that were accepted but mean nothing here. */
   warnings: string[];
 }
@@ -85,6 +87,7 @@ export function defaultConfig(): Config {
     idleTimeout: 0,
     slabChunkMaxKb: 512,
     single: false,
+    metricsPort: null,
     warnings: [],
   };
 }
@@ -134,6 +137,7 @@ const STRING_FLAGS = [
   "e",
   "N",
   "sasl-pwdb",
+  "metrics-port",
 ];
 const BOOLEAN_FLAGS = [
   "A",
@@ -398,9 +402,34 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
   config.sasl = a.S === true;
   config.saslPwdb = str("sasl-pwdb") ?? env.saslPwdb ?? null;
   config.authFile = str("Y") ?? null;
+  // As memcached: -S implies the binary protocol and -Y the ascii one (-Y wins when both).
+  if (config.sasl) {
+    if (proto === undefined) config.protocol = "binary";
+    else if (proto !== "binary") {
+      throw new UsageError("You cannot allow the ASCII protocol while using SASL.");
+    }
+    if (config.udpPort !== 0) {
+      throw new UsageError("Cannot enable UDP while using binary SASL authentication.");
+    }
+  }
+  if (config.authFile !== null) {
+    if (proto === undefined) config.protocol = "ascii";
+    else if (proto !== "ascii") {
+      throw new UsageError(
+        "You cannot allow the BINARY protocol while using ascii authentication tokens.",
+      );
+    }
+  }
   config.tls = a.Z === true;
   for (const spec of allStrings(a.o)) applyExtended(config, spec);
   config.single = a.single === true;
+  const metrics = str("metrics-port");
+  if (metrics !== undefined) {
+    config.metricsPort = integer(metrics, "-metrics-port", 0, 65535);
+    if (config.metricsPort !== 0 && config.metricsPort === config.port) {
+      throw new UsageError("--metrics-port must differ from the memcached port (-p)");
+    }
+  }
 
   for (
     const [flag, what] of [
@@ -470,4 +499,6 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -U, -u, -t, -d, -r, -k, -L, -P, -D, -X, -W, -e, -N
                           accepted for compatibility with a warning; no effect in memg
     --single              exit after the first connection closes (for profiling)
+    --metrics-port=<num>  serve /metrics (Prometheus), /stats.json and a live page over
+                          HTTP on the first -l address (default: off; 0 picks a free port)
 `;
