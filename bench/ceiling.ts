@@ -1,0 +1,119 @@
+/**
+ * The "bare ceiling" for the benchmark's pipelined scenario: the least a Deno TCP server has to
+ * do to answer memcached text `get`/`set` traffic. It parses request lines, answers every get
+ * with the requested key and one fixed canned value, skips set data blocks and answers STORED,
+ * and sends all the replies to one read in one write. It stores nothing, so memg's distance to
+ * it is the cost of memg's own parsing, storage and bookkeeping.
+ *
+ * Usage: `deno run -A bench/ceiling.ts <port> [value-size]`.
+ *
+ * @module
+ */
+
+const LF = 10;
+const SPACE = 32;
+const enc = new TextEncoder();
+const STORED = enc.encode("STORED\r\n");
+const ERROR = enc.encode("ERROR\r\n");
+const VALUE = enc.encode("VALUE ");
+
+/** A growable output buffer. */
+class Out {
+  buf = new Uint8Array(64 * 1024);
+  len = 0;
+
+  put(b: Uint8Array, from = 0, to = b.length): void {
+    const n = to - from;
+    if (this.len + n > this.buf.length) {
+      const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+      bigger.set(this.buf.subarray(0, this.len));
+      this.buf = bigger;
+    }
+    this.buf.set(b.subarray(from, to), this.len);
+    this.len += n;
+  }
+}
+
+/** Parses the decimal token ending just before `end`, starting after the last space. */
+function lastNumber(b: Uint8Array, start: number, end: number): number {
+  let i = end;
+  while (i > start && b[i - 1] !== SPACE) i--;
+  let n = 0;
+  for (; i < end; i++) n = n * 10 + (b[i] - 48);
+  return n;
+}
+
+async function serve(conn: Deno.TcpConn, suffix: Uint8Array): Promise<void> {
+  conn.setNoDelay(true);
+  let buf = new Uint8Array(64 * 1024);
+  let start = 0;
+  let end = 0;
+  let skip = 0;
+  const out = new Out();
+  try {
+    for (;;) {
+      if (end === buf.length) {
+        if (start > 0) {
+          buf.copyWithin(0, start, end);
+          end -= start;
+          start = 0;
+        } else {
+          const bigger = new Uint8Array(buf.length * 2);
+          bigger.set(buf);
+          buf = bigger;
+        }
+      }
+      const n = await conn.read(buf.subarray(end));
+      if (n === null) return;
+      end += n;
+      for (;;) {
+        if (skip > 0) {
+          const k = Math.min(skip, end - start);
+          start += k;
+          skip -= k;
+          if (skip > 0) break;
+        }
+        const lf = buf.indexOf(LF, start);
+        if (lf < 0 || lf >= end) break;
+        const lineEnd = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
+        if (buf[start] === 103 && buf[start + 3] === SPACE) { // "get <key>"
+          out.put(VALUE);
+          out.put(buf, start + 4, lineEnd);
+          out.put(suffix);
+        } else if (buf[start] === 115 && buf[start + 3] === SPACE) { // "set <key> f e <bytes>"
+          skip = lastNumber(buf, start, lineEnd) + 2;
+          out.put(STORED);
+        } else {
+          out.put(ERROR);
+        }
+        start = lf + 1;
+      }
+      if (start === end) start = end = 0;
+      for (let off = 0; off < out.len;) off += await conn.write(out.buf.subarray(off, out.len));
+      out.len = 0;
+    }
+  } catch {
+    // the client reset the connection
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed already
+    }
+  }
+}
+
+if (import.meta.main) {
+  const port = Number(Deno.args[0]);
+  const valueSize = Number(Deno.args[1] ?? "100");
+  if (!Number.isInteger(port) || !Number.isInteger(valueSize) || valueSize < 0) {
+    console.error("usage: deno run -A bench/ceiling.ts <port> [value-size]");
+    Deno.exit(64);
+  }
+  // " 0 <size>\r\n<canned value>\r\nEND\r\n" follows the echoed key.
+  const suffix = enc.encode(` 0 ${valueSize}\r\n${"x".repeat(valueSize)}\r\nEND\r\n`);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
+  console.log(`ceiling listening on tcp:127.0.0.1:${port}`);
+  for await (const conn of listener) serve(conn, suffix);
+}
