@@ -9,7 +9,7 @@ import { parseConfig, USAGE, UsageError, VERSION_STRING } from "./lib/config.ts"
 import { startMetrics } from "./lib/metrics.ts";
 import { describeAddr, Server } from "./lib/server.ts";
 import { SlabStore } from "./lib/store/slab.ts";
-import { type Clock, systemClock } from "./lib/store/store.ts";
+import { type Clock, TickingClock } from "./lib/store/store.ts";
 import type { Config } from "./lib/config.ts";
 
 const EX_USAGE = 64;
@@ -26,7 +26,7 @@ function envPwdb(): string | undefined {
  * Builds the store, the command layer and the server a config describes, reading the password
  * files it names (throws `AuthFileError` when one is unusable).
  */
-export function createServer(config: Config, clock: Clock = systemClock): Server {
+export function createServer(config: Config, clock: Clock = new TickingClock()): Server {
   const store = new SlabStore({
     limitBytes: config.memoryLimitMb * 1024 * 1024,
     itemSizeMax: config.itemSizeMax,

@@ -87,6 +87,7 @@ export class Connection implements Session {
   async run(): Promise<void> {
     const counters = this.cache.counters;
     let readBefore = 0;
+    let writtenBefore = 0;
     try {
       for (;;) {
         this.idle = true;
@@ -100,18 +101,18 @@ export class Connection implements Session {
         do {
           step = this.#protocol.process();
           if (step === Step.Abort) break;
-          if (this.out.pos > 0) {
-            const before = this.out.bytesWritten;
-            await this.out.flush(this.transport);
-            counters.bytes_written += this.out.bytesWritten - before;
-          }
+          if (this.out.pos > 0) await this.out.send(this.transport);
         } while (step === Step.Flush);
+        counters.bytes_written += this.out.bytesWritten - writtenBefore;
+        writtenBefore = this.out.bytesWritten;
         if (step === Step.Close || step === Step.Abort) break;
       }
     } catch {
       // the peer reset or the server closed us: nothing to answer
     } finally {
       this.#protocol?.close();
+      // Replies already handed to a write go out in full before the socket closes.
+      await this.out.drain().catch(() => {});
       this.abort();
     }
   }

@@ -22,6 +22,9 @@ export class ReplyBuffer {
   buf: Uint8Array;
   pos = 0;
   readonly #initial: number;
+  /** The other buffer: free when no write is in flight. */
+  #spare: Uint8Array = new Uint8Array(0);
+  #inflight: Promise<void> | null = null;
   /** Bytes written to sinks since construction. */
   bytesWritten = 0;
 
@@ -69,8 +72,22 @@ export class ReplyBuffer {
   /** Appends a non-negative integer below 2^53 in decimal. */
   putUint(n: number): void {
     this.reserve(16);
+    const buf = this.buf;
     if (n < 10) {
-      this.buf[this.pos++] = 48 + n;
+      buf[this.pos++] = 48 + n;
+      return;
+    }
+    if (n <= 0x7fffffff) {
+      // 32-bit integer arithmetic: the common case (lengths, flags, CAS values).
+      let digits = 2;
+      for (let m = (n / 100) | 0; m > 0; m = (m / 10) | 0) digits++;
+      let p = this.pos + digits;
+      this.pos = p;
+      while (n > 0) {
+        const q = (n / 10) | 0;
+        buf[--p] = 48 + n - q * 10;
+        n = q;
+      }
       return;
     }
     let digits = 0;
@@ -79,7 +96,7 @@ export class ReplyBuffer {
     this.pos = p;
     while (n >= 1) {
       const q = Math.floor(n / 10);
-      this.buf[--p] = 48 + (n - q * 10);
+      buf[--p] = 48 + (n - q * 10);
       n = q;
     }
   }
@@ -91,14 +108,39 @@ export class ReplyBuffer {
     this.buf[this.pos++] = 10;
   }
 
-  /** Writes all pending output to `sink` (looping over partial writes) and empties the buffer. */
-  async flush(sink: ByteSink): Promise<void> {
-    let off = 0;
-    while (off < this.pos) {
-      off += await sink.write(this.buf.subarray(off, this.pos));
-    }
-    this.bytesWritten += this.pos;
+  /**
+   * Starts sending all pending output to `sink` and gives the buffer a fresh spare to fill, so
+   * the connection can read and parse the next commands while this write is under way. Waits
+   * first for the previous send: at most one write is in flight, and writes go out in order.
+   */
+  async send(sink: ByteSink): Promise<void> {
+    await this.drain();
+    const out = this.buf;
+    const len = this.pos;
+    this.buf = this.#spare.length >= this.#initial ? this.#spare : new Uint8Array(this.#initial);
     this.pos = 0;
-    if (this.buf.length > 16 * this.#initial) this.buf = new Uint8Array(this.#initial);
+    this.#inflight = this.#writeAll(sink, out, len);
+  }
+
+  /** Resolves when every send has completed (rejects if one failed). */
+  async drain(): Promise<void> {
+    const inflight = this.#inflight;
+    if (inflight === null) return;
+    this.#inflight = null;
+    await inflight;
+  }
+
+  /** Writes all pending output to `sink` now and waits for it. */
+  async flush(sink: ByteSink): Promise<void> {
+    await this.send(sink);
+    await this.drain();
+  }
+
+  async #writeAll(sink: ByteSink, out: Uint8Array, len: number): Promise<void> {
+    let off = 0;
+    while (off < len) off += await sink.write(out.subarray(off, len));
+    this.bytesWritten += len;
+    // Keep the buffer as the next spare unless a huge reply grew it.
+    this.#spare = out.length > 16 * this.#initial ? new Uint8Array(0) : out;
   }
 }

@@ -12,7 +12,7 @@ import { Connection, type ConnectionOwner } from "./connection.ts";
 import { bytes } from "./reply.ts";
 
 const TOO_MANY = bytes("ERROR Too many open connections\r\n");
-/** How often the background sweeper runs, and for how long at most each time. */
+/** How often the clock ticks and the background sweeper runs, and for how long at most. */
 const SWEEP_EVERY_MS = 200;
 const SWEEP_BUDGET_MS = 1;
 
@@ -61,7 +61,11 @@ export class Server implements ConnectionOwner {
   /** Accepts and serves connections until `shutdown`. */
   serve(): void {
     for (const l of this.#listeners) this.#acceptLoop(l);
-    this.#timers.push(setInterval(() => this.cache.store.sweep(SWEEP_BUDGET_MS), SWEEP_EVERY_MS));
+    const store = this.cache.store;
+    this.#timers.push(setInterval(() => {
+      store.clock.tick?.();
+      store.sweep(SWEEP_BUDGET_MS);
+    }, SWEEP_EVERY_MS));
     if (this.cache.config.idleTimeout > 0) {
       this.#timers.push(setInterval(() => this.#cutIdle(), 1000));
     }

@@ -57,10 +57,28 @@ export type AllocFailure = typeof AllocFailure[keyof typeof AllocFailure];
 export interface Clock {
   /** Whole seconds since the Unix epoch. */
   now(): number;
+  /** Re-reads the time source, for clocks that cache it (the server calls it periodically). */
+  tick?(): void;
 }
 
-/** The wall clock, in whole seconds. */
+/** The wall clock, in whole seconds, read on every call. */
 export const systemClock: Clock = { now: () => Math.floor(Date.now() / 1000) };
+
+/**
+ * The wall clock read only when ticked, as memcached's `current_time` is advanced by a timer:
+ * `now()` is a field load on the hot path. Behind the wall clock by at most the tick interval.
+ */
+export class TickingClock implements Clock {
+  #now = Math.floor(Date.now() / 1000);
+
+  now(): number {
+    return this.#now;
+  }
+
+  tick(): void {
+    this.#now = Math.floor(Date.now() / 1000);
+  }
+}
 
 /** memcached's REALTIME_MAXDELTA: exptimes up to 30 days are relative, larger are absolute. */
 export const REALTIME_MAXDELTA = 60 * 60 * 24 * 30;
