@@ -51,6 +51,8 @@ export interface Config {
   single: boolean;
   /** HTTP port for /metrics, /stats.json and the live page (`--metrics-port`); null: off. */
   metricsPort: number | null;
+  /** Warm-restart file (`--snapshot`): loaded at start, saved at shutdown; null: off. */
+  snapshot: string | null;
   /** Warnings about flags that were accepted but mean nothing here. */
   warnings: string[];
 }
@@ -88,6 +90,7 @@ export function defaultConfig(): Config {
     slabChunkMaxKb: 512,
     single: false,
     metricsPort: null,
+    snapshot: null,
     warnings: [],
   };
 }
@@ -138,6 +141,7 @@ const STRING_FLAGS = [
   "N",
   "sasl-pwdb",
   "metrics-port",
+  "snapshot",
 ];
 const BOOLEAN_FLAGS = [
   "A",
@@ -386,6 +390,9 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
     config.protocol = proto;
   }
   config.cas = a.C !== true;
+  if (!config.cas) {
+    config.warnings.push("-C: memg always keeps CAS values; gets still returns them");
+  }
   config.flushEnabled = a.F !== true;
   const r = str("R");
   if (r !== undefined) config.reqsPerEvent = integer(r, "R", 1, 2 ** 31 - 1);
@@ -429,6 +436,12 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
     if (config.metricsPort !== 0 && config.metricsPort === config.port) {
       throw new UsageError("--metrics-port must differ from the memcached port (-p)");
     }
+  }
+
+  const snapshot = str("snapshot");
+  if (snapshot !== undefined) {
+    if (snapshot === "") throw new UsageError("--snapshot needs a file name");
+    config.snapshot = snapshot;
   }
 
   for (
@@ -484,7 +497,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -V, --version             print version and exit
 -I, --max-item-size=<num> max item size (default: 1m, min: 1k, max: 1024m)
 -B, --protocol=<name>     ascii, binary, or auto (default: auto)
--C, --disable-cas         disable use of CAS
+-C, --disable-cas         accepted with a warning; memg always keeps CAS values
 -F, --disable-flush-all   disable flush_all command
 -R, --max-reqs-per-event  accepted; memg answers every command of a read in one write
 -b, --listen-backlog=<n>  accepted; Deno chooses the backlog
@@ -501,4 +514,6 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
     --single              exit after the first connection closes (for profiling)
     --metrics-port=<num>  serve /metrics (Prometheus), /stats.json and a live page over
                           HTTP on the first -l address (default: off; 0 picks a free port)
+    --snapshot=<file>     warm restart: save every item to <file> at shutdown (SIGTERM, SIGINT,
+                          "shutdown") and load it at start (default: off)
 `;

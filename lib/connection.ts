@@ -97,23 +97,46 @@ export class Connection implements Session {
         counters.bytes_read += this.reader.bytesRead - readBefore;
         readBefore = this.reader.bytesRead;
         this.#protocol ??= this.#choose();
+        const verbose = this.cache.config.verbose;
+        if (verbose >= 2) this.#trace("<", this.reader.buf, this.reader.start, this.reader.end);
         let step: Step;
         do {
           step = this.#protocol.process();
           if (step === Step.Abort) break;
+          if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
           if (this.out.pos > 0) await this.out.send(this.transport);
         } while (step === Step.Flush);
         counters.bytes_written += this.out.bytesWritten - writtenBefore;
         writtenBefore = this.out.bytesWritten;
         if (step === Step.Close || step === Step.Abort) break;
       }
-    } catch {
+    } catch (e) {
       // the peer reset or the server closed us: nothing to answer
+      if (this.cache.config.verbose >= 1) console.error(`memg: connection ${this.id}: ${e}`);
     } finally {
       this.#protocol?.close();
       // Replies already handed to a write go out in full before the socket closes.
       await this.out.drain().catch(() => {});
+      counters.bytes_written += this.out.bytesWritten - writtenBefore;
       this.abort();
+      if (this.cache.config.verbose >= 2) console.error(`<${this.id} connection closed.`);
     }
+  }
+
+  /** `-vv`: one stderr line per request batch (`<id`) and reply batch (`>id`), escaped, cut. */
+  #trace(dir: string, buf: Uint8Array, from: number, to: number): void {
+    const cut = Math.min(to, from + 200);
+    let text = "";
+    for (let i = from; i < cut; i++) {
+      const c = buf[i];
+      text += c >= 32 && c < 127
+        ? String.fromCharCode(c)
+        : c === 13
+        ? "\\r"
+        : c === 10
+        ? "\\n"
+        : `\\x${c.toString(16).padStart(2, "0")}`;
+    }
+    console.error(`${dir}${this.id} ${text}${to > cut ? ` ... (${to - from} bytes)` : ""}`);
   }
 }

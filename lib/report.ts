@@ -100,7 +100,7 @@ export function settingsStats(cache: Cache): Row[] {
     ["chunk_size", cfg.slabMinSize],
     ["num_threads", cfg.threads],
     ["reqs_per_event", cfg.reqsPerEvent],
-    ["cas_enabled", yesNo(cfg.cas)],
+    ["cas_enabled", "yes"], // -C is accepted with a warning; CAS values are always kept
     ["tcp_backlog", cfg.backlog],
     [
       "binding_protocol",

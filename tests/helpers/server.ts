@@ -41,6 +41,8 @@ export interface ChildMemg extends TestServer {
   process: Deno.ChildProcess;
   /** Lines the server printed to stdout (the start-up line first). */
   stdout: string[];
+  /** What the server printed to stderr so far, in pieces as they arrived. */
+  stderr: string[];
   /** Sends `signal` and resolves with the exit status. */
   stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
 }
@@ -98,11 +100,15 @@ export async function attach(process: Deno.ChildProcess): Promise<ChildMemg> {
       stdout.push(...value.split("\n").filter((l) => l !== ""));
     }
   })();
-  const stderr = process.stderr.pipeTo(new WritableStream());
+  const errors: string[] = [];
+  const stderr = process.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => void errors.push(chunk) }),
+  );
   return {
     port,
     process,
     stdout,
+    stderr: errors,
     stop: async (signal: Deno.Signal = "SIGTERM") => {
       try {
         process.kill(signal);
