@@ -24,6 +24,9 @@ export class BufferedReader {
   readonly #src: ByteSource;
   /** Bytes read from the source since construction. */
   bytesRead = 0;
+  /** Bytes read into `readDirect` views and not yet taken by the parser. */
+  directRead = 0;
+  #direct: Uint8Array | null = null;
 
   constructor(src: ByteSource, size = 16 * 1024) {
     this.#src = src;
@@ -63,10 +66,27 @@ export class BufferedReader {
   }
 
   /**
-   * Reads at least one more byte from the source into the buffer, compacting or growing it
-   * first when it is full. Resolves false at end of stream.
+   * Makes the next `fill()` read into `view` instead of the buffer, if the buffer is empty then
+   * (a large value goes straight to its destination); the bytes read are added to `directRead`.
+   */
+  readDirect(view: Uint8Array): void {
+    this.#direct = view;
+  }
+
+  /**
+   * Reads at least one more byte from the source into the buffer (or the `readDirect` view),
+   * compacting or growing the buffer first when it is full. Resolves false at end of stream.
    */
   async fill(): Promise<boolean> {
+    const direct = this.#direct;
+    this.#direct = null;
+    if (direct !== null && this.start === this.end) {
+      const n = await this.#src.read(direct);
+      if (n === null) return false;
+      this.directRead += n;
+      this.bytesRead += n;
+      return true;
+    }
     if (this.end === this.buf.length) this.#makeRoom(this.end - this.start + this.#initial);
     const n = await this.#src.read(this.buf.subarray(this.end));
     if (n === null) return false;

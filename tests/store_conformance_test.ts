@@ -348,6 +348,22 @@ export function conformance(
       assertEquals(store.cas(store.linked), c1 + 3);
     });
 
+    await t.step("valueView exposes the value's contiguous pieces for direct writes", () => {
+      const { store } = fixture();
+      const key = bytes("view");
+      const size = 700 * 1024; // chained in the slab store (chunks are at most 512 KiB)
+      const ref = store.alloc(key, 0, key.length, size, 0, 0);
+      const expected = new Uint8Array(size);
+      for (let off = 0; off < size;) {
+        const view = store.valueView(ref, off, Math.min(5000, size - off));
+        assert(view.length > 0 && view.length <= 5000);
+        for (let i = 0; i < view.length; i++) view[i] = expected[off + i] = (off + i * 7) & 0xff;
+        off += view.length;
+      }
+      assertEquals(store.link(ref, Mode.Set, 0), StoreResult.Stored);
+      assertEquals(get(store, "view"), expected);
+    });
+
     await t.step("unlink removes a live item", () => {
       const { store } = fixture();
       put(store, "u", "value");

@@ -22,6 +22,8 @@ import { Tokens } from "./tokens.ts";
 export const KEY_MAX_LENGTH = 250;
 /** A line longer than this without a newline closes the connection (unless it is a get). */
 const LINE_MAX = 2048;
+/** Value bytes still missing from which the socket is read straight into the item. */
+const DIRECT_READ_MIN = 8 * 1024;
 
 const R = {
   STORED: bytes("STORED\r\n"),
@@ -157,13 +159,22 @@ export class TextProtocol implements Protocol {
     const r = this.session.reader;
     const store = this.session.cache.store;
     if (this.#valueOff < this.#valueLen) {
+      this.#valueOff += r.directRead;
+      r.directRead = 0;
       const n = Math.min(this.#valueLen - this.#valueOff, r.buffered);
       if (n > 0) {
         store.writeValue(this.#ref, this.#valueOff, r.buf, r.start, n);
         r.consume(n);
         this.#valueOff += n;
       }
-      if (this.#valueOff < this.#valueLen) return false;
+      const missing = this.#valueLen - this.#valueOff;
+      if (missing > 0) {
+        // A large remainder is read straight into the item, saving a copy and reads.
+        if (missing >= DIRECT_READ_MIN) {
+          r.readDirect(store.valueView(this.#ref, this.#valueOff, missing));
+        }
+        return false;
+      }
     }
     if (r.buffered < 2) return false;
     const good = r.buf[r.start] === 13 && r.buf[r.start + 1] === 10;

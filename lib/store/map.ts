@@ -185,6 +185,10 @@ export class MapStore implements Store {
     this.#item(ref).value.set(src.subarray(srcOff, srcOff + len), valueOff);
   }
 
+  valueView(ref: ItemRef, valueOff: number, maxLen: number): Uint8Array {
+    return this.#item(ref).value.subarray(valueOff, valueOff + maxLen);
+  }
+
   #place(ref: ItemRef, replacing: ItemRef): void {
     if (replacing !== NONE) this.#remove(replacing);
     const it = this.#item(ref);
@@ -358,6 +362,21 @@ export class MapStore implements Store {
       n++;
     }
     return n;
+  }
+
+  scan(visit: (ref: ItemRef) => void): void {
+    const now = this.clock.now();
+    for (const ref of this.#map.values()) {
+      if (this.#dead(this.#item(ref), now) === null) visit(ref);
+    }
+  }
+
+  restore(ref: ItemRef, cas: number): void {
+    const it = this.#item(ref);
+    const counter = this.#casCounter;
+    this.#place(ref, this.#findString(it.key));
+    it.cas = cas;
+    this.#casCounter = Math.max(counter, cas);
   }
 
   groupStats(_group: string): Array<[string, string | number]> | null {

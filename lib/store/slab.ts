@@ -69,6 +69,7 @@ import {
   W_HASH,
   W_META,
   W_NBYTES,
+  W_PREV,
   W_TIME,
 } from "./slab_pages.ts";
 import { hashBytes, HashIndex } from "./hash.ts";
@@ -264,6 +265,25 @@ export class SlabStore implements Store {
     }
   }
 
+  valueView(ref: ItemRef, valueOff: number, maxLen: number): Uint8Array {
+    const mem = this.mem;
+    const nkey = mem.word(ref, W_META) & KEY_MASK;
+    const headCap = mem.chunkMax - ITEM_HEADER - nkey;
+    let chunk = ref;
+    let start = mem.offset(ref) + ITEM_HEADER + nkey;
+    let cap = headCap;
+    let pos = valueOff;
+    if (pos >= headCap) {
+      pos -= headCap;
+      cap = mem.chunkMax - CHUNK_HEADER;
+      chunk = mem.word(ref, W_CHAIN);
+      for (; pos >= cap; pos -= cap) chunk = mem.word(chunk, W_CNEXT);
+      start = mem.offset(chunk) + CHUNK_HEADER;
+    }
+    const from = start + pos;
+    return mem.u8[mem.page(chunk)].subarray(from, from + Math.min(maxLen, cap - pos));
+  }
+
   link(ref: ItemRef, mode: Mode, cas: number): StoreResult {
     const mem = this.mem;
     const now = this.tick();
@@ -443,6 +463,30 @@ export class SlabStore implements Store {
     this.sweepPage = p;
     this.sweepChunk = i;
     return reclaimed;
+  }
+
+  scan(visit: (ref: ItemRef) => void): void {
+    const now = this.tick();
+    const mem = this.mem;
+    const lru = this.lru;
+    for (let c = 1; c <= mem.largest; c++) {
+      for (let ref = lru.tail[c]; ref !== NONE; ref = mem.word(ref, W_PREV)) {
+        if (!this.dead(ref, now)) visit(ref);
+      }
+    }
+  }
+
+  restore(ref: ItemRef, cas: number): void {
+    const mem = this.mem;
+    const now = this.tick();
+    if (mem.pagesInUse > mem.maxPages) this.shrink(now);
+    const key = mem.u8[mem.page(ref)];
+    const nkey = mem.word(ref, W_META) & KEY_MASK;
+    const old = this.lookup(key, mem.offset(ref) + ITEM_HEADER, nkey, mem.word(ref, W_HASH), now);
+    const counter = this.casCounter;
+    this.publish(ref, old, now);
+    mem.setCas(ref, cas);
+    this.casCounter = Math.max(counter, cas);
   }
 
   groupStats(group: string): Array<[string, string | number]> | null {

@@ -156,6 +156,12 @@ export interface Store {
   /** Copies `src[srcOff, srcOff + len)` into the value of `ref` at `valueOff`. */
   writeValue(ref: ItemRef, valueOff: number, src: Uint8Array, srcOff: number, len: number): void;
   /**
+   * A writable view of an allocated, not yet linked item's value from `valueOff`: as many bytes
+   * as lie contiguously there, at most `maxLen`. Reading a socket straight into it saves a copy;
+   * it stays valid until the item is linked or released.
+   */
+  valueView(ref: ItemRef, valueOff: number, maxLen: number): Uint8Array;
+  /**
    * Links an allocated item as `mode` says, comparing `cas` first when it is not 0 (the `cas`
    * command: `NotFound` when no item, `Exists` when it differs). Append/prepend keep the old
    * item's flags and exptime. On success the item gets a new CAS; read it with `cas(ref)`
@@ -222,6 +228,22 @@ export interface Store {
   sweep(budgetMs: number): number;
   /** Number of items visible to `find` (expired ones included until reclaimed). */
   readonly size: number;
+  /**
+   * Calls `visit` once for every live item (linked, neither expired nor flushed), least
+   * recently used first (per slab class in the slab store), allocating nothing per item. While
+   * scanning, `visit` may only read items (`readKey`, `readValue`, `flags`, `exptime`, `cas`,
+   * …): it must not alloc, link, release, unlink, bump, touch, flush or sweep, so that every
+   * handle stays valid and each item is visited exactly once. It may throw, ending the scan.
+   */
+  scan(visit: (ref: ItemRef) => void): void;
+  /**
+   * Links an allocated item as a `Set` would, but keeping the given `cas` (≥ 1) instead of
+   * taking a new one: for loading a snapshot, so a client's `gets` unique survives a restart.
+   * The CAS counter moves up to at least `cas`, so every CAS handed out later is higher. Meant
+   * for a store not yet flushed: an item whose `cas` is at or below a flush's watermark counts
+   * as flushed. `ref` is consumed and `linked` is set, as with `link`.
+   */
+  restore(ref: ItemRef, cas: number): void;
   /**
    * The rows of `stats items`, `stats slabs` or `stats sizes` (memcached's names, without the
    * `STAT ` prefix), or `null` when the group is unknown to this store.
