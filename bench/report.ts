@@ -204,7 +204,7 @@ export function formatTable(results: ScenarioResult[]): string {
     } else {
       lines.push(trafficRow(id, r.title, r.runs.memcached, r.runs.memg));
     }
-    if (r.id === 2 && r.runs.ceiling?.load !== undefined) {
+    if ((r.id === 1 || r.id === 2) && r.runs.ceiling?.load !== undefined) {
       const c = r.runs.ceiling.load;
       const m = r.runs.memg?.load;
       lines.push(
