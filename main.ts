@@ -7,9 +7,12 @@ import { AuthFileError, loadAuthentication } from "./lib/auth.ts";
 import { Cache } from "./lib/cache.ts";
 import { parseConfig, USAGE, UsageError, VERSION_STRING } from "./lib/config.ts";
 import { startMetrics } from "./lib/metrics.ts";
-import { describeAddr, Server } from "./lib/server.ts";
+import { dropPrivileges } from "./lib/permissions.ts";
+import { Server } from "./lib/server.ts";
+import { loadSnapshot, saveSnapshot } from "./lib/snapshot.ts";
 import { SlabStore } from "./lib/store/slab.ts";
 import { type Clock, TickingClock } from "./lib/store/store.ts";
+import { loadTls, TlsFileError } from "./lib/tls.ts";
 import type { Config } from "./lib/config.ts";
 
 const EX_USAGE = 64;
@@ -24,7 +27,8 @@ function envPwdb(): string | undefined {
 
 /**
  * Builds the store, the command layer and the server a config describes, reading the password
- * files it names (throws `AuthFileError` when one is unusable).
+ * files (throws `AuthFileError` when one is unusable) and the TLS certificate and key it names
+ * (throws `TlsFileError`).
  */
 export function createServer(config: Config, clock: Clock = new TickingClock()): Server {
   const store = new SlabStore({
@@ -36,7 +40,7 @@ export function createServer(config: Config, clock: Clock = new TickingClock()):
     minChunk: 48 + config.slabMinSize,
     chunkMax: config.slabChunkMaxKb * 1024,
   });
-  return new Server(new Cache(store, config), loadAuthentication(config));
+  return new Server(new Cache(store, config), loadAuthentication(config), loadTls(config));
 }
 
 async function main(args: string[]): Promise<number> {
@@ -62,22 +66,47 @@ async function main(args: string[]): Promise<number> {
   try {
     server = createServer(config);
   } catch (e) {
+    if (e instanceof TlsFileError) {
+      console.error(`memg: ${e.message}`);
+      return EX_USAGE; // as memcached, for a certificate or key it cannot load
+    }
     if (!(e instanceof AuthFileError)) throw e;
     console.error(`memg: ${e.message}`);
     return 1;
   }
-  const addrs = server.listen();
+  if (config.snapshot !== null) loadSnapshot(server.cache.store, config.snapshot);
+  try {
+    server.listen();
+  } catch (e) {
+    if (!(e instanceof TlsFileError)) throw e;
+    console.error(`memg: ${e.message}`);
+    return EX_USAGE;
+  }
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => server.shutdown(false));
   }
   const metrics = startMetrics(server.cache);
+  const dropped = dropPrivileges(config);
+  if (config.verbose > 0) {
+    console.error(`memg: permissions revoked after start-up: ${dropped.revoked.join(", ")}`);
+  }
+  for (const kept of dropped.kept) {
+    if (!kept.global) continue;
+    console.error(
+      `memg: warning: ${kept.name} permission stays granted for every path, not just ` +
+        `${kept.paths.join(", ")} (Deno cannot narrow a grant once given)`,
+    );
+  }
   if (metrics !== null) console.log(`memg metrics on ${metrics.url}`);
-  for (const a of addrs) {
-    console.log(`memg ${VERSION_STRING} listening on ${describeAddr(a)}`);
+  for (const name of server.listenerNames()) {
+    console.log(`memg ${VERSION_STRING} listening on ${name}`);
   }
   server.serve();
   await server.done;
   await metrics?.shutdown();
+  if (config.snapshot !== null && saveSnapshot(server.cache.store, config.snapshot) === null) {
+    return 1;
+  }
   return 0;
 }
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
+import { NOTLS, tlsOptionWarning } from "./tls.ts";
 
 /** memg's own version. */
 export const MEMG_VERSION = "0.1.0";
@@ -306,7 +307,14 @@ function applyExtended(config: Config, spec: string): void {
         break;
       default:
         if (!IGNORED_EXTENDED.has(name)) throw new UsageError(`Illegal suboption "${opt}"`);
-        config.warnings.push(`-o ${name} is accepted for compatibility and has no effect in memg`);
+        if (name.startsWith("ssl_")) {
+          const warning = tlsOptionWarning(name, value);
+          if (warning !== null) config.warnings.push(warning);
+        } else {
+          config.warnings.push(
+            `-o ${name} is accepted for compatibility and has no effect in memg`,
+          );
+        }
     }
   }
 }
@@ -478,6 +486,9 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
   if (config.tls && config.sslChainCert === null) {
     throw new UsageError("-Z needs -o ssl_chain_cert=FILE (and ssl_key=FILE)");
   }
+  if (!config.tls && config.listen.some((spec) => spec.startsWith(NOTLS))) {
+    throw new UsageError("'notls' option is valid only when SSL is enabled");
+  }
   return { action: "run", config };
 }
 
@@ -485,7 +496,7 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
 export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protocol)
 -p, --port=<num>          TCP port to listen on (default: 11211; 0 picks a free port)
 -l, --listen=<addr>       interface to listen on (default: 127.0.0.1); addr or addr:port,
-                          comma separated or repeated
+                          comma separated or repeated; with -Z, notls:<addr> is plaintext
 -s, --unix-socket=<file>  UNIX socket to listen on (disables network support)
 -a, --unix-mask=<mask>    access mask for UNIX socket, in octal (default: 700)
 -A, --enable-shutdown     enable ascii "shutdown" command
@@ -509,6 +520,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -Z, --enable-ssl          enable TLS (needs -o ssl_chain_cert=...,ssl_key=...)
 -o, --extended            idle_timeout=<s>, slab_chunk_max=<kb>, ssl_chain_cert=<file>,
                           ssl_key=<file>; other memcached options are accepted and ignored
+                          with a warning (for ssl_* ones, saying what Deno cannot do)
 -U, -u, -t, -d, -r, -k, -L, -P, -D, -X, -W, -e, -N
                           accepted for compatibility with a warning; no effect in memg
     --single              exit after the first connection closes (for profiling)

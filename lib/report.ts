@@ -7,7 +7,9 @@
 import { cpuUsage } from "node:process";
 import type { Cache } from "./cache.ts";
 import { VERSION_STRING } from "./config.ts";
+import { permissionRows } from "./permissions.ts";
 import { CLASS_COUNTERS } from "./stats.ts";
+import { tlsSettingsRows } from "./tls.ts";
 
 /** One `STAT name value` row. */
 export type Row = [string, string | number];
@@ -112,12 +114,11 @@ export function settingsStats(cache: Cache): Row[] {
     ["slab_chunk_max", cfg.slabChunkMaxKb * 1024],
     ["flush_enabled", yesNo(cfg.flushEnabled)],
     ["idle_timeout", cfg.idleTimeout],
-    ["ssl_enabled", yesNo(cfg.tls)],
-    ["ssl_chain_cert", cfg.sslChainCert ?? "(null)"],
-    ["ssl_key", cfg.sslKey ?? "(null)"],
+    ...tlsSettingsRows(cfg),
     ["single", yesNo(cfg.single)],
     ["udp_served", "no"],
     ["user_switch", cfg.user === null ? "no" : `ignored:${cfg.user}`],
+    ...permissionRows(cfg),
   ];
 }
 

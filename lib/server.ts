@@ -10,6 +10,7 @@ import type { Authentication } from "./auth.ts";
 import type { Cache } from "./cache.ts";
 import { Connection, type ConnectionOwner } from "./connection.ts";
 import { bytes } from "./reply.ts";
+import { listenTls, NOTLS, type TlsCredentials } from "./tls.ts";
 
 const TOO_MANY = bytes("ERROR Too many open connections\r\n");
 /** How often the clock ticks and the background sweeper runs, and for how long at most. */
@@ -20,10 +21,13 @@ const SWEEP_BUDGET_MS = 1;
 export class Server implements ConnectionOwner {
   readonly cache: Cache;
   readonly auth: Authentication;
+  /** The certificate and key TLS listeners serve with (`-Z`); null: TLS off. */
+  readonly tls: TlsCredentials | null;
   closing = false;
   /** Resolves when the server has shut down. */
   readonly done: Promise<void>;
   readonly #listeners: Deno.Listener[] = [];
+  readonly #tlsListeners = new Set<Deno.Listener>();
   readonly #conns = new Map<number, Connection>();
   readonly #running = new Set<Promise<void>>();
   #nextId = 0;
@@ -31,14 +35,18 @@ export class Server implements ConnectionOwner {
   #resolveDone!: () => void;
   #timers: ReturnType<typeof setInterval>[] = [];
 
-  /** `auth` holds the password files, already read (see `loadAuthentication`). */
-  constructor(cache: Cache, auth: Authentication) {
+  /** `auth` holds the password files, `tls` the certificate and key, already read. */
+  constructor(cache: Cache, auth: Authentication, tls: TlsCredentials | null = null) {
     this.cache = cache;
     this.auth = auth;
+    this.tls = tls;
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
   }
 
-  /** Opens the listeners the config asks for; returns their addresses. */
+  /**
+   * Opens the listeners the config asks for; returns their addresses. With TLS on, every `-l`
+   * listener is TLS except those marked `notls:`; a unix socket is never TLS (as memcached).
+   */
   listen(): Deno.Addr[] {
     const cfg = this.cache.config;
     if (cfg.unixSocket !== null) {
@@ -52,10 +60,22 @@ export class Server implements ConnectionOwner {
     } else {
       for (const spec of cfg.listen) {
         const { hostname, port } = splitHostPort(spec, cfg.port);
-        this.#listeners.push(Deno.listen({ hostname, port }));
+        if (this.tls !== null && !spec.startsWith(NOTLS)) {
+          const listener = listenTls(this.tls, hostname, port);
+          this.#tlsListeners.add(listener);
+          this.#listeners.push(listener);
+        } else this.#listeners.push(Deno.listen({ hostname, port }));
       }
     }
     return this.#listeners.map((l) => l.addr);
+  }
+
+  /** The open listeners as the start-up lines name them: `tls:host:port`, else `describeAddr`. */
+  listenerNames(): string[] {
+    return this.#listeners.map((l) => {
+      const name = describeAddr(l.addr);
+      return this.#tlsListeners.has(l) ? name.replace(/^tcp:/, "tls:") : name;
+    });
   }
 
   /** Accepts and serves connections until `shutdown`. */
@@ -91,7 +111,7 @@ export class Server implements ConnectionOwner {
         this.#refuse(conn);
         continue;
       }
-      if (conn.localAddr.transport === "tcp") (conn as Deno.TcpConn).setNoDelay(true);
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true); // not on a TlsConn
       const c = new Connection(conn, this.#nextId++, this);
       this.#conns.set(c.id, c);
       info.curr = this.#conns.size;
@@ -124,7 +144,7 @@ export class Server implements ConnectionOwner {
   /** As memcached: cut once idle for more than idle_timeout whole seconds (never sooner). */
   #cutIdle(): void {
     const limit = this.cache.now() - this.cache.config.idleTimeout;
-    for (const c of this.#conns.values()) if (c.idle && c.lastActive < limit) c.abort();
+    for (const c of this.#conns.values()) if (c.awaitingCommand && c.lastActive < limit) c.abort();
   }
 
   connectionRows(): Array<[string, string | number]> {
@@ -154,7 +174,7 @@ export class Server implements ConnectionOwner {
         // already closed
       }
     }
-    for (const c of this.#conns.values()) if (c.idle) c.abort();
+    for (const c of this.#conns.values()) if (c.idle) void c.finish();
     const deadline = setTimeout(() => {
       for (const c of this.#conns.values()) c.abort();
     }, 5000);
@@ -172,8 +192,12 @@ export class Server implements ConnectionOwner {
   }
 }
 
-/** Splits `host`, `host:port`, `[v6]:port` or a bare IPv6 address; `port` is the default. */
+/**
+ * Splits `host`, `host:port`, `[v6]:port` or a bare IPv6 address, each optionally after
+ * `notls:`; `port` is the default.
+ */
 export function splitHostPort(spec: string, port: number): { hostname: string; port: number } {
+  if (spec.startsWith(NOTLS)) spec = spec.slice(NOTLS.length);
   const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
   if (v6 !== null) return { hostname: v6[1], port: v6[2] ? Number(v6[2]) : port };
   const colons = spec.split(":").length - 1;

@@ -80,7 +80,14 @@ async function run(step: Step, c: RawClient, port: number, previous: string): Pr
 }
 
 /** Rows that only memg prints (it leaves out the rows it cannot give a true value for). */
-const MEMG_ONLY = new Set(["rss_bytes", "single", "udp_served", "user_switch"]);
+const MEMG_ONLY = new Set([
+  "rss_bytes",
+  "single",
+  "udp_served",
+  "user_switch",
+  // memg reports the Deno permissions it kept after start-up (see README, Permissions).
+  ...["net", "read", "write", "env", "sys", "run", "ffi", "import"].map((p) => `permission_${p}`),
+]);
 /** `stats` rows whose values must be equal: what the script's commands did. */
 const COUNTERS = new Set([
   "max_connections",
@@ -114,7 +121,11 @@ const COUNTERS = new Set([
 // items in the background on its own schedule (memg's sweeper on another), and a reclaimed item
 // is a plain miss, so these depend on timing. Their values are tested in text_protocol_test.ts.
 /** `stats settings` rows that differ by nature: the port each server was given. */
-const SETTINGS_DIFFER = new Set(["tcpport"]);
+const SETTINGS_DIFFER = new Set([
+  "tcpport",
+  // memg's TLS (rustls) always resumes sessions; memcached's default is off.
+  "ssl_session_cache",
+]);
 
 function rows(reply: string): Array<[string, string]> {
   return reply.split("\r\n").filter((l) => l.startsWith("STAT ")).map((l) => {

@@ -50,14 +50,11 @@ export interface ChildMemg extends TestServer {
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
-/** The permissions `deno task start` grants, for child processes started by tests. */
-export const START_PERMISSIONS = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env=MEMCACHED_SASL_PWDB",
-  "--allow-sys=osUptime,loadavg",
-];
+/** The permission flags `deno task start` grants (read from deno.json), for child processes. */
+export const START_PERMISSIONS: string[] = (() => {
+  const tasks = JSON.parse(Deno.readTextFileSync(CONFIG)).tasks as Record<string, string>;
+  return tasks.start.split(/\s+/).filter((w) => w.startsWith("--allow-") || w === "--no-prompt");
+})();
 
 /** Starts `deno run main.ts -p 0 ...args` and waits for its start-up line. */
 export async function spawnMemg(args: string[] = [], permissions = START_PERMISSIONS) {
