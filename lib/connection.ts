@@ -15,6 +15,31 @@ import { TextProtocol } from "./protocol/text.ts";
 import { BufferedReader } from "./reader.ts";
 import { ReplyBuffer } from "./reply.ts";
 
+/** How long a connection may keep the event loop to itself before it lets the others run. */
+const TURN_MS = 1;
+/** How much busy time between two waits of a connection for a timer (see `yieldTurn`). */
+const PARK_MS = 10;
+/**
+ * How long after its last reply a connection ended by shutdown waits for the client to close
+ * its side (a client that has read everything sent long ago is closed at once).
+ */
+const LINGER_MS = 3000;
+const NOTHING = new Uint8Array(0);
+
+/**
+ * Returns to the event loop so that the other connections run. Reads and writes that can
+ * complete at once resolve in microtasks without returning to it, so one client keeping memg
+ * busy would starve all the others (for a second and more). Awaiting the cheapest operation
+ * Deno runs on its thread pool (a digest of nothing) returns to the event loop; but sockets
+ * are polled for new input only when the loop has nothing at all to do, and with several busy
+ * connections that happens only once each waits for a timer, so every `PARK_MS` of busy time
+ * a connection waits for one (a millisecond or two: too slow to do it every turn).
+ */
+function yieldTurn(park: boolean): Promise<unknown> {
+  if (park) return new Promise((resolve) => setTimeout(resolve, 0));
+  return crypto.subtle.digest("SHA-1", NOTHING);
+}
+
 /** What a connection needs from the server that owns it. */
 export interface ConnectionOwner {
   readonly cache: Cache;
@@ -36,13 +61,16 @@ export class Connection implements Session {
   readonly cache: Cache;
   readonly id: number;
   readonly transport: Transport;
-  /** Clock second of the last completed read, for idle_timeout. */
+  /** Clock second of the last command received (or of the accept), for idle_timeout. */
   lastActive: number;
   /** True while the loop waits for the client to send. */
   idle = true;
   #owner: ConnectionOwner;
   #protocol: Protocol | null = null;
   #closed = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
+  /** `performance.now()` of the last reply handed to a write. */
+  #lastSend = 0;
 
   constructor(transport: Transport, id: number, owner: ConnectionOwner) {
     this.transport = transport;
@@ -59,6 +87,40 @@ export class Connection implements Session {
 
   connectionRows(): Array<[string, string | number]> {
     return this.#owner.connectionRows();
+  }
+
+  /**
+   * Whether `-o idle_timeout` may cut the connection: it waits for the next command, not in
+   * the middle of one's data nor of a write (memcached cuts only in conn_new_cmd/conn_read).
+   */
+  get awaitingCommand(): boolean {
+    return this.idle && !this.out.writing && !(this.#protocol?.inData() ?? false);
+  }
+
+  /**
+   * For shutdown: once the replies being written have gone out, ends a connection waiting for
+   * the client (a busy one ends by itself before reading again).
+   */
+  async finish(): Promise<void> {
+    await this.out.settled();
+    if (this.idle) await this.#closeWrite();
+  }
+
+  /**
+   * Ends the sending side after the replies already written (they go out, then a FIN) and
+   * closes the connection once the client has closed its side, or `LINGER_MS` after the last
+   * reply. Closing at once would reset a connection the client still writes to, and a reset
+   * discards the replies not yet delivered.
+   */
+  async #closeWrite(): Promise<void> {
+    if (this.#closed || this.#linger !== undefined) return;
+    const wait = Math.max(0, this.#lastSend + LINGER_MS - performance.now());
+    this.#linger = setTimeout(() => this.abort(), wait);
+    try {
+      await this.transport.closeWrite();
+    } catch {
+      this.abort();
+    }
   }
 
   /** Closes the transport now; a pending read ends and `run` returns. */
@@ -88,12 +150,15 @@ export class Connection implements Session {
     const counters = this.cache.counters;
     let readBefore = 0;
     let writtenBefore = 0;
+    let commands = 0;
+    let busy = 0;
+    let sincePark = 0;
     try {
       for (;;) {
         this.idle = true;
-        if (this.#owner.closing || !(await this.reader.fill())) break;
+        if (this.#owner.closing || !(await this.reader.fill()) || this.#owner.closing) break;
         this.idle = false;
-        this.lastActive = this.cache.now();
+        const batchStart = performance.now();
         counters.bytes_read += this.reader.bytesRead - readBefore;
         readBefore = this.reader.bytesRead;
         this.#protocol ??= this.#choose();
@@ -104,11 +169,27 @@ export class Connection implements Session {
           step = this.#protocol.process();
           if (step === Step.Abort) break;
           if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
-          if (this.out.pos > 0) await this.out.send(this.transport);
+          if (this.out.pos > 0) {
+            await this.out.send(this.transport);
+            this.#lastSend = performance.now();
+          }
         } while (step === Step.Flush);
+        if (this.#protocol.commands !== commands) {
+          commands = this.#protocol.commands;
+          this.lastActive = this.cache.now();
+        }
         counters.bytes_written += this.out.bytesWritten - writtenBefore;
         writtenBefore = this.out.bytesWritten;
         if (step === Step.Close || step === Step.Abort) break;
+        busy += performance.now() - batchStart;
+        if (busy >= TURN_MS) {
+          // after a turn this long, the other connections get theirs (memcached's -R)
+          counters.conn_yields++;
+          sincePark += busy;
+          await yieldTurn(sincePark >= PARK_MS);
+          if (sincePark >= PARK_MS) sincePark = 0;
+          busy = 0;
+        }
       }
     } catch (e) {
       // the peer reset or the server closed us: nothing to answer
@@ -118,8 +199,22 @@ export class Connection implements Session {
       // Replies already handed to a write go out in full before the socket closes.
       await this.out.drain().catch(() => {});
       counters.bytes_written += this.out.bytesWritten - writtenBefore;
+      if (this.#owner.closing) await this.#discardUntilEnd();
+      clearTimeout(this.#linger);
       this.abort();
       if (this.cache.config.verbose >= 2) console.error(`<${this.id} connection closed.`);
+    }
+  }
+
+  /** Shutdown: reads and drops what the client still sends until it closes (or `LINGER_MS`). */
+  async #discardUntilEnd(): Promise<void> {
+    await this.#closeWrite();
+    try {
+      while (!this.#closed && (await this.transport.read(this.reader.buf)) !== null) {
+        // dropped: commands that arrive after shutdown began are not served
+      }
+    } catch {
+      // closed by the linger timer, or reset by the client
     }
   }
 

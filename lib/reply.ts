@@ -27,6 +27,8 @@ export class ReplyBuffer {
   #inflight: Promise<void> | null = null;
   /** Bytes written to sinks since construction. */
   bytesWritten = 0;
+  /** True while a write started by `send` is under way. */
+  writing = false;
 
   constructor(size = 16 * 1024) {
     this.#initial = size;
@@ -119,7 +121,11 @@ export class ReplyBuffer {
     const len = this.pos;
     this.buf = this.#spare.length >= this.#initial ? this.#spare : new Uint8Array(this.#initial);
     this.pos = 0;
+    this.writing = true;
     this.#inflight = this.#writeAll(sink, out, len);
+    // A failed write is reported by the next `drain`; until then it must not count as an
+    // unhandled rejection, which would end the whole process.
+    this.#inflight.catch(() => {});
   }
 
   /** Resolves when every send has completed (rejects if one failed). */
@@ -130,6 +136,11 @@ export class ReplyBuffer {
     await inflight;
   }
 
+  /** Resolves once the write under way, if any, has finished or failed. */
+  async settled(): Promise<void> {
+    await this.#inflight?.catch(() => {});
+  }
+
   /** Writes all pending output to `sink` now and waits for it. */
   async flush(sink: ByteSink): Promise<void> {
     await this.send(sink);
@@ -138,7 +149,11 @@ export class ReplyBuffer {
 
   async #writeAll(sink: ByteSink, out: Uint8Array, len: number): Promise<void> {
     let off = 0;
-    while (off < len) off += await sink.write(out.subarray(off, len));
+    try {
+      while (off < len) off += await sink.write(out.subarray(off, len));
+    } finally {
+      this.writing = false;
+    }
     this.bytesWritten += len;
     // Keep the buffer as the next spare unless a huge reply grew it.
     this.#spare = out.length > 16 * this.#initial ? new Uint8Array(0) : out;

@@ -66,6 +66,8 @@ export class AsciiAuthProtocol implements Protocol {
   #need = -1;
   /** Where the unsent reply of this read starts in the reply buffer, or -1. */
   #slot = -1;
+  /** Lines read before the connection was authenticated. */
+  #lines = 0;
 
   constructor(session: Session, text: Protocol, users: Credentials) {
     this.session = session;
@@ -75,6 +77,14 @@ export class AsciiAuthProtocol implements Protocol {
 
   close(): void {
     this.#text.close();
+  }
+
+  get commands(): number {
+    return this.#lines + this.#text.commands;
+  }
+
+  inData(): boolean {
+    return this.#need >= 0 || this.#text.inData();
   }
 
   process(): Step {
@@ -89,6 +99,7 @@ export class AsciiAuthProtocol implements Protocol {
         const t = this.#tokens;
         t.split(r.buf, r.start, cString(r.buf, r.start, lf));
         r.consume(lf + 1 - r.start);
+        this.#lines++;
         const size = t.count >= 5 && t.is(0, SET) ? tokenU32(t.buf, t.start[4], t.end[4]) : null;
         if (size === null) {
           this.#reply(R.UNAUTHENTICATED);

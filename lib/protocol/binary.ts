@@ -200,6 +200,7 @@ export class BinaryProtocol implements Protocol {
   #sent = 0;
   /** Digits of an incr/decr initial value. */
   readonly #digits = new Uint8Array(20);
+  commands = 0;
 
   constructor(session: Session, sasl: Credentials | null = null) {
     this.session = session;
@@ -209,6 +210,10 @@ export class BinaryProtocol implements Protocol {
   close(): void {
     if (this.#ref !== NONE) this.session.cache.store.release(this.#ref);
     this.#ref = NONE;
+  }
+
+  inData(): boolean {
+    return this.#ref !== NONE || this.#swallow > 0;
   }
 
   process(): Step {
@@ -232,6 +237,7 @@ export class BinaryProtocol implements Protocol {
         return Step.Close;
       }
       if (!r.full(HEADER_LENGTH + b[s + 4] + ((b[s + 2] << 8) | b[s + 3]))) return Step.More;
+      this.commands++;
       const step = this.#dispatch();
       if (step === WAIT) return Step.More;
       if (step !== Step.More) return step;

@@ -41,4 +41,11 @@ export interface Protocol {
   process(): Step;
   /** Frees whatever a half-received command holds (the client went away). */
   close(): void;
+  /** Commands received so far: complete text lines, or binary headers with extras and key. */
+  readonly commands: number;
+  /**
+   * Whether a command's data block is still arriving or being discarded (memcached's
+   * conn_nread and conn_swallow, where `-o idle_timeout` never cuts a connection).
+   */
+  inData(): boolean;
 }

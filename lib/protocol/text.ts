@@ -108,6 +108,7 @@ export class TextProtocol implements Protocol {
   readonly meta: MetaCommands | null;
   /** Suppress the reply of the command being handled (`noreply`, meta `q`). */
   noreply = false;
+  commands = 0;
   /** Bytes of a refused value still to be discarded. */
   #swallow = 0;
   #pending: Pending = Pending.None;
@@ -126,6 +127,10 @@ export class TextProtocol implements Protocol {
     if (this.#ref !== NONE) this.session.cache.store.release(this.#ref);
     this.#ref = NONE;
     this.#pending = Pending.None;
+  }
+
+  inData(): boolean {
+    return this.#pending !== Pending.None || this.#swallow > 0;
   }
 
   process(): Step {
@@ -149,6 +154,7 @@ export class TextProtocol implements Protocol {
       this.tokens.split(r.buf, r.start, lineEnd);
       const lineStart = r.start;
       r.consume(lf + 1 - lineStart);
+      this.commands++;
       const step = this.#command();
       if (step !== Step.More) return step;
     }
