@@ -12,8 +12,8 @@ import { concat, textRepliesProblem } from "../bench/fuzz.ts";
 const CLIENTS = 8;
 const BIG = 200 * 1024;
 /**
- * memg aborts what is left after 5 s, and gives clients up to 1 s to close after it has sent
- * everything. Runs take 1–3 s; on a loaded machine (tests in parallel with a fuzzer on the
+ * memg aborts what is left 5 s after shutdown begins, and gives a client up to 3 s after its
+ * last reply to close. Runs take 1–3 s; on a loaded machine (tests in parallel with a fuzzer on the
  * other core) one `shutdown graceful` run took 10.5 s, so the bound is generous: it still
  * catches a shutdown that hangs.
  */
