@@ -164,6 +164,10 @@ export class SlabStore implements Store {
   private readonly fewest: Int32Array;
   private casCounter = 0;
   private flushCas = 0;
+  private seekChunk = 0;
+  private seekStart = 0;
+  private seekCap = 0;
+  private seekPos = 0;
   private flushAt = 0;
   private pagesMoved = 0;
   private sweepPage = 0;
@@ -239,19 +243,11 @@ export class SlabStore implements Store {
   writeValue(ref: ItemRef, valueOff: number, src: Uint8Array, srcOff: number, len: number): void {
     if (len <= 0) return;
     const mem = this.mem;
-    const nkey = mem.word(ref, W_META) & KEY_MASK;
-    const headCap = mem.chunkMax - ITEM_HEADER - nkey;
-    let chunk = ref;
-    let start = mem.offset(ref) + ITEM_HEADER + nkey;
-    let cap = headCap;
-    let pos = valueOff;
-    if (pos >= headCap) {
-      pos -= headCap;
-      cap = mem.chunkMax - CHUNK_HEADER;
-      chunk = mem.word(ref, W_CHAIN);
-      for (; pos >= cap; pos -= cap) chunk = mem.word(chunk, W_CNEXT);
-      start = mem.offset(chunk) + CHUNK_HEADER;
-    }
+    this.seek(ref, valueOff);
+    let chunk = this.seekChunk;
+    let start = this.seekStart;
+    let cap = this.seekCap;
+    let pos = this.seekPos;
     for (;;) {
       const n = Math.min(len, cap - pos);
       copyBytes(mem.u8[mem.page(chunk)], start + pos, src, srcOff, n);
@@ -266,6 +262,18 @@ export class SlabStore implements Store {
   }
 
   valueView(ref: ItemRef, valueOff: number, maxLen: number): Uint8Array {
+    this.seek(ref, valueOff);
+    const from = this.seekStart + this.seekPos;
+    const n = Math.min(maxLen, this.seekCap - this.seekPos);
+    return this.mem.u8[this.mem.page(this.seekChunk)].subarray(from, from + n);
+  }
+
+  /**
+   * Finds where value byte `valueOff` of `ref` lies: in `seekChunk` (the item or a chained
+   * chunk) at `seekStart + seekPos`, that chunk holding value bytes up to `seekStart + seekCap`.
+   * Results go to fields so that the hot path allocates nothing.
+   */
+  private seek(ref: ItemRef, valueOff: number): void {
     const mem = this.mem;
     const nkey = mem.word(ref, W_META) & KEY_MASK;
     const headCap = mem.chunkMax - ITEM_HEADER - nkey;
@@ -280,8 +288,10 @@ export class SlabStore implements Store {
       for (; pos >= cap; pos -= cap) chunk = mem.word(chunk, W_CNEXT);
       start = mem.offset(chunk) + CHUNK_HEADER;
     }
-    const from = start + pos;
-    return mem.u8[mem.page(chunk)].subarray(from, from + Math.min(maxLen, cap - pos));
+    this.seekChunk = chunk;
+    this.seekStart = start;
+    this.seekCap = cap;
+    this.seekPos = pos;
   }
 
   link(ref: ItemRef, mode: Mode, cas: number): StoreResult {
