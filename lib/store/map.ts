@@ -11,6 +11,7 @@ import {
   type ItemRef,
   itemTotal,
   Mode,
+  newStoreStats,
   NONE,
   type Store,
   StoreResult,
@@ -50,17 +51,7 @@ function keyString(key: Uint8Array, off: number, len: number): string {
 /** A `Store` over a JS `Map`, evicting in least-recently-used order by the Map's order. */
 export class MapStore implements Store {
   readonly clock: Clock;
-  readonly stats: StoreStats = {
-    curr_items: 0,
-    total_items: 0,
-    bytes: 0,
-    evictions: 0,
-    reclaimed: 0,
-    expired_unfetched: 0,
-    evicted_unfetched: 0,
-    get_expired: 0,
-    get_flushed: 0,
-  };
+  readonly stats: StoreStats = newStoreStats();
   limitBytes: number;
   readonly itemSizeMax: number;
   allocFailure: AllocFailure = AllocFailure.TooLarge;

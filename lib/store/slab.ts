@@ -43,6 +43,7 @@ import {
   type ItemRef,
   itemTotal,
   Mode,
+  newStoreStats,
   NONE,
   type Store,
   StoreResult,
@@ -137,17 +138,7 @@ const NSTAT = 11;
  */
 export class SlabStore implements Store {
   readonly clock: Clock;
-  readonly stats: StoreStats = {
-    curr_items: 0,
-    total_items: 0,
-    bytes: 0,
-    evictions: 0,
-    reclaimed: 0,
-    expired_unfetched: 0,
-    evicted_unfetched: 0,
-    get_expired: 0,
-    get_flushed: 0,
-  };
+  readonly stats: StoreStats = newStoreStats();
   readonly itemSizeMax: number;
 
   private limit: number;

@@ -120,6 +120,21 @@ export interface StoreStats {
   get_flushed: number;
 }
 
+/** A fresh set of store counters, all zero. */
+export function newStoreStats(): StoreStats {
+  return {
+    curr_items: 0,
+    total_items: 0,
+    bytes: 0,
+    evictions: 0,
+    reclaimed: 0,
+    expired_unfetched: 0,
+    evicted_unfetched: 0,
+    get_expired: 0,
+    get_flushed: 0,
+  };
+}
+
 /** The operations a cache store offers. All of them run to completion synchronously. */
 export interface Store {
   /** The clock the store reads expiry against. */
