@@ -1,85 +1,8 @@
 /**
  * Fuzzing the meta protocol (`mg ms md ma mn me`, mixed with classic text commands) with a
- * seeded PRNG and bounded counts (generators and harnesses in `bench/fuzz.ts`, whose
- * `--parser meta` long run repeats these checks for minutes):
- * - a valid command stream gets byte-identical replies through the real `Connection` loop
- *   however it is split;
- * - random, mutated and truncated input, split anywhere, never makes the codec throw, is
- *   answered with whole replies only, and leaves no store item allocated;
- * - over real sockets, hostile connections never disturb a well-behaved one, and the server
- *   ends with only the well-behaved connection open.
+ * seeded PRNG and bounded counts: see `tests/helpers/fuzz_suite.ts` for what the three tests
+ * check.
  */
-import { assert, assertEquals, assertGreater } from "./helpers/assert.ts";
-import { startMemg } from "./helpers/server.ts";
-import {
-  checkRoundTrip,
-  equal,
-  freshCache,
-  FUZZ_ARGS,
-  hostileConnection,
-  hostileInput,
-  int,
-  leakedChunks,
-  prng,
-  runCodec,
-  serveConnection,
-  split,
-  statBecomes,
-  text,
-  textRepliesProblem,
-  validStream,
-} from "../bench/fuzz.ts";
+import { fuzzSuite } from "./helpers/fuzz_suite.ts";
 
-const SEED = 0x3e7a;
-
-Deno.test("meta fuzz: a valid stream split anywhere gets identical replies", async () => {
-  const rng = prng(SEED);
-  for (let stream = 0; stream < 40; stream++) {
-    const bytes = validStream("meta", rng, 5 + int(rng, 40));
-    const whole = await serveConnection([bytes]);
-    assertEquals(textRepliesProblem(whole), null, `stream ${stream}: garbled replies`);
-    assert(text(whole).endsWith("MN\r\n"), `stream ${stream}: not answered to the end`);
-    for (let cut = 0; cut < 5; cut++) {
-      const got = await serveConnection(split(rng, bytes));
-      assert(equal(got, whole), `stream ${stream}, split ${cut}: replies differ`);
-    }
-  }
-});
-
-Deno.test("meta fuzz: hostile input never throws, gets whole replies, leaks no item", async () => {
-  const rng = prng(SEED ^ 0xabcdef);
-  const endings = { eof: 0, close: 0, abort: 0 };
-  let cache = freshCache();
-  for (let round = 0; round < 2500; round++) {
-    const input = hostileInput(rng, "meta");
-    const run = await runCodec("meta", split(rng, input), cache);
-    endings[run.ending]++;
-    assertEquals(textRepliesProblem(run.sent), null, `round ${round}`);
-    if (round % 500 === 499) {
-      assertEquals(leakedChunks(cache), 0, `round ${round}: chunks left allocated`);
-      cache = freshCache();
-    }
-  }
-  // the corpus reaches every way a text connection ends
-  assertGreater(endings.eof, 1000);
-  assertGreater(endings.abort, 50);
-  assertGreater(endings.close, 5);
-});
-
-Deno.test("meta fuzz: hostile connections never disturb a well-behaved one", async () => {
-  const rng = prng(SEED ^ 0x777);
-  const memg = startMemg(FUZZ_ARGS);
-  const good = await Deno.connect({ hostname: "127.0.0.1", port: memg.port });
-  try {
-    for (let round = 0; round < 200; round++) {
-      await hostileConnection(memg.port, rng, hostileInput(rng, "meta"));
-      memg.server.cache.config.verbose = 0; // a fuzzed `verbosity` must not make the server chatty
-      await checkRoundTrip(good, "meta", rng, round);
-    }
-    // once the hostile connections are gone, only the well-behaved one and the probe are left
-    assertEquals(await statBecomes(memg.port, "curr_connections", "2"), "2");
-  } finally {
-    good.close();
-    await memg.close();
-  }
-});
+fuzzSuite("meta", 0x3e7a, /MN\r\n$/);
