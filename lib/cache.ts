@@ -50,6 +50,8 @@ export interface ConnectionInfo {
   curr: number;
   structures: number;
   accepting: boolean;
+  /** The engine serving TCP connections: "epoll" (memg's own) or "deno" (Deno's sockets). */
+  io: "epoll" | "deno";
 }
 
 /** memcached's operations on one store, counted. */
@@ -59,7 +61,12 @@ export class Cache {
   readonly counters = new Counters();
   readonly classCounters = new ClassCounters();
   readonly startedAt: number;
-  readonly connections: ConnectionInfo = { curr: 0, structures: 0, accepting: true };
+  readonly connections: ConnectionInfo = {
+    curr: 0,
+    structures: 0,
+    accepting: true,
+    io: "deno",
+  };
   /** Result of the last successful `arith`: the new value and the item's CAS. */
   arithValue = 0n;
   arithCas = 0;

@@ -18,6 +18,9 @@ export const VERSION_STRING = `${PROTOCOL_VERSION}-memg-${MEMG_VERSION}`;
 /** Which protocol connections may speak (`-B`). */
 export type ProtocolChoice = "auto" | "ascii" | "binary";
 
+/** How TCP connections are served (see `Config.io`). */
+export type IoEngine = "epoll" | "deno";
+
 /** Everything the server needs to know from its command line. */
 export interface Config {
   port: number;
@@ -54,6 +57,11 @@ export interface Config {
   metricsPort: number | null;
   /** Warm-restart file (`--snapshot`): loaded at start, saved at shutdown; null: off. */
   snapshot: string | null;
+  /**
+   * How TCP sockets are served (`--io`): "epoll", memg's own engine over Deno's FFI (Linux, needs
+   * `--allow-ffi`; falls back to "deno" where it cannot run), or "deno", Deno's own sockets.
+   */
+  io: IoEngine;
   /** Warnings about flags that were accepted but mean nothing here. */
   warnings: string[];
 }
@@ -92,6 +100,7 @@ export function defaultConfig(): Config {
     single: false,
     metricsPort: null,
     snapshot: null,
+    io: "epoll",
     warnings: [],
   };
 }
@@ -143,6 +152,7 @@ const STRING_FLAGS = [
   "sasl-pwdb",
   "metrics-port",
   "snapshot",
+  "io",
 ];
 const BOOLEAN_FLAGS = [
   "A",
@@ -446,6 +456,12 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
     }
   }
 
+  const io = str("io");
+  if (io !== undefined) {
+    if (io !== "epoll" && io !== "deno") throw new UsageError("--io must be epoll or deno");
+    config.io = io;
+  }
+
   const snapshot = str("snapshot");
   if (snapshot !== undefined) {
     if (snapshot === "") throw new UsageError("--snapshot needs a file name");
@@ -511,7 +527,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -C, --disable-cas         accepted with a warning; memg always keeps CAS values
 -F, --disable-flush-all   disable flush_all command
 -R, --max-reqs-per-event  accepted; memg answers every command of a read in one write
--b, --listen-backlog=<n>  accepted; Deno chooses the backlog
+-b, --listen-backlog=<n>  listen backlog of the epoll engine (default: 1024)
 -f, --slab-growth-factor  chunk size growth factor (default: 1.25)
 -n, --slab-min-size=<n>   min space used for key+value+flags (default: 48)
 -S, --enable-sasl         require SASL PLAIN authentication (binary protocol)
@@ -528,4 +544,6 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
                           HTTP on the first -l address (default: off; 0 picks a free port)
     --snapshot=<file>     warm restart: save every item to <file> at shutdown (SIGTERM, SIGINT,
                           "shutdown") and load it at start (default: off)
+    --io=<engine>         epoll: memg's own TCP engine (Linux, needs --allow-ffi; Deno's
+                          sockets where it cannot run); deno: Deno's sockets (default: epoll)
 `;

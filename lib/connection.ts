@@ -51,8 +51,20 @@ export interface ConnectionOwner {
   connectionRows(): Array<[string, string | number]>;
 }
 
-/** A transport we can read from, write to and close (TCP, unix socket or TLS). */
-export type Transport = Deno.Conn;
+/**
+ * A transport we can read from, write to and close: a `Deno.Conn` (TCP, unix socket, TLS) or
+ * the epoll engine's `EpollConn`.
+ */
+export interface Transport {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+  readonly remoteAddr: Deno.Addr;
+  setNoDelay?(noDelay?: boolean): void;
+  /** True when memg's own poller watches it, so waiting for Deno's sockets is not needed. */
+  readonly polled?: boolean;
+}
 
 /** A live client connection. */
 export class Connection implements Session {
@@ -69,7 +81,7 @@ export class Connection implements Session {
   #protocol: Protocol | null = null;
   #closed = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
-  /** `performance.now()` of the last reply handed to a write. */
+  /** `Date.now()` of the last reply handed to a write. */
   #lastSend = 0;
 
   constructor(transport: Transport, id: number, owner: ConnectionOwner) {
@@ -114,7 +126,7 @@ export class Connection implements Session {
    */
   async #closeWrite(): Promise<void> {
     if (this.#closed || this.#linger !== undefined) return;
-    const wait = Math.max(0, this.#lastSend + LINGER_MS - performance.now());
+    const wait = Math.max(0, this.#lastSend + LINGER_MS - Date.now());
     this.#linger = setTimeout(() => this.abort(), wait);
     try {
       await this.transport.closeWrite();
@@ -153,12 +165,13 @@ export class Connection implements Session {
     let commands = 0;
     let busy = 0;
     let sincePark = 0;
+    // memg's poller gives every connection one read per round; Deno's sockets need turns here
+    const takesTurns = this.transport.polled !== true;
     try {
       for (;;) {
         this.idle = true;
         if (this.#owner.closing || !(await this.reader.fill()) || this.#owner.closing) break;
         this.idle = false;
-        const batchStart = performance.now();
         counters.bytes_read += this.reader.bytesRead - readBefore;
         readBefore = this.reader.bytesRead;
         this.#protocol ??= this.#choose();
@@ -166,12 +179,16 @@ export class Connection implements Session {
         if (verbose >= 2) this.#trace("<", this.reader.buf, this.reader.start, this.reader.end);
         let step: Step;
         do {
-          step = this.#protocol.process();
+          if (takesTurns) {
+            const start = performance.now();
+            step = this.#protocol.process();
+            busy += performance.now() - start;
+          } else step = this.#protocol.process();
           if (step === Step.Abort) break;
           if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
           if (this.out.pos > 0) {
             await this.out.send(this.transport);
-            this.#lastSend = performance.now();
+            this.#lastSend = Date.now();
           }
         } while (step === Step.Flush);
         if (this.#protocol.commands !== commands) {
@@ -181,7 +198,6 @@ export class Connection implements Session {
         counters.bytes_written += this.out.bytesWritten - writtenBefore;
         writtenBefore = this.out.bytesWritten;
         if (step === Step.Close || step === Step.Abort) break;
-        busy += performance.now() - batchStart;
         if (busy >= TURN_MS) {
           // after a turn this long, the other connections get theirs (memcached's -R)
           counters.conn_yields++;

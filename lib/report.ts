@@ -117,6 +117,7 @@ export function settingsStats(cache: Cache): Row[] {
     ...tlsSettingsRows(cfg),
     ["single", yesNo(cfg.single)],
     ["udp_served", "no"],
+    ["io_engine", cache.connections.io],
     ["user_switch", cfg.user === null ? "no" : `ignored:${cfg.user}`],
     ...permissionRows(cfg),
   ];

@@ -8,7 +8,8 @@
  */
 import type { Authentication } from "./auth.ts";
 import type { Cache } from "./cache.ts";
-import { Connection, type ConnectionOwner } from "./connection.ts";
+import { Connection, type ConnectionOwner, type Transport } from "./connection.ts";
+import { epollStopped, listenEpoll } from "./net/epoll.ts";
 import { bytes } from "./reply.ts";
 import { listenTls, NOTLS, type TlsCredentials } from "./tls.ts";
 
@@ -16,6 +17,13 @@ const TOO_MANY = bytes("ERROR Too many open connections\r\n");
 /** How often the clock ticks and the background sweeper runs, and for how long at most. */
 const SWEEP_EVERY_MS = 200;
 const SWEEP_BUDGET_MS = 1;
+
+/** Something that accepts connections: a `Deno.Listener` or the epoll engine's. */
+export interface Listener {
+  readonly addr: Deno.Addr;
+  accept(): Promise<Transport>;
+  close(): void;
+}
 
 /** A running memg server. */
 export class Server implements ConnectionOwner {
@@ -26,8 +34,8 @@ export class Server implements ConnectionOwner {
   closing = false;
   /** Resolves when the server has shut down. */
   readonly done: Promise<void>;
-  readonly #listeners: Deno.Listener[] = [];
-  readonly #tlsListeners = new Set<Deno.Listener>();
+  readonly #listeners: Listener[] = [];
+  readonly #tlsListeners = new Set<Listener>();
   readonly #conns = new Map<number, Connection>();
   readonly #running = new Set<Promise<void>>();
   #nextId = 0;
@@ -64,10 +72,21 @@ export class Server implements ConnectionOwner {
           const listener = listenTls(this.tls, hostname, port);
           this.#tlsListeners.add(listener);
           this.#listeners.push(listener);
-        } else this.#listeners.push(Deno.listen({ hostname, port }));
+        } else this.#listeners.push(this.#listenTcp(hostname, port));
       }
     }
     return this.#listeners.map((l) => l.addr);
+  }
+
+  /** A plain TCP listener: memg's epoll engine if the config asks for it and it can run. */
+  #listenTcp(hostname: string, port: number): Listener {
+    const cfg = this.cache.config;
+    const epoll = cfg.io === "epoll" ? listenEpoll(hostname, port, cfg.backlog) : null;
+    if (epoll !== null) {
+      this.cache.connections.io = "epoll"; // once any TCP listener uses it
+      return epoll;
+    }
+    return Deno.listen({ hostname, port });
   }
 
   /** The open listeners as the start-up lines name them: `tls:host:port`, else `describeAddr`. */
@@ -91,11 +110,11 @@ export class Server implements ConnectionOwner {
     }
   }
 
-  async #acceptLoop(listener: Deno.Listener): Promise<void> {
+  async #acceptLoop(listener: Listener): Promise<void> {
     const info = this.cache.connections;
     const counters = this.cache.counters;
     for (;;) {
-      let conn: Deno.Conn;
+      let conn: Transport;
       try {
         conn = await listener.accept();
       } catch {
@@ -111,7 +130,7 @@ export class Server implements ConnectionOwner {
         this.#refuse(conn);
         continue;
       }
-      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true); // not on a TlsConn
+      conn.setNoDelay?.(true); // not on a TlsConn; the epoll engine sets it at accept
       const c = new Connection(conn, this.#nextId++, this);
       this.#conns.set(c.id, c);
       info.curr = this.#conns.size;
@@ -127,7 +146,7 @@ export class Server implements ConnectionOwner {
     }
   }
 
-  async #refuse(conn: Deno.Conn): Promise<void> {
+  async #refuse(conn: Transport): Promise<void> {
     try {
       await conn.write(TOO_MANY);
     } catch {
@@ -178,8 +197,9 @@ export class Server implements ConnectionOwner {
     const deadline = setTimeout(() => {
       for (const c of this.#conns.values()) c.abort();
     }, 5000);
-    Promise.all([...this.#running]).finally(() => {
+    Promise.all([...this.#running]).finally(async () => {
       clearTimeout(deadline);
+      await epollStopped();
       if (this.cache.config.unixSocket !== null) {
         try {
           Deno.removeSync(this.cache.config.unixSocket);

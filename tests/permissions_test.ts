@@ -11,7 +11,7 @@
  */
 import { filesAfterStartup } from "../lib/permissions.ts";
 import { parseConfig } from "../lib/config.ts";
-import { assert, assertEquals } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -36,11 +36,12 @@ const WANTED = [
   "--allow-net",
   "--allow-read",
   "--allow-write",
+  "--allow-ffi",
   "--allow-env=MEMCACHED_SASL_PWDB",
 ];
 
 /** The probe's results: each attempt's outcome, `ok` or the error's name. */
-type Probe = Record<"read" | "write" | "env" | "net" | "sys" | "run", string>;
+type Probe = Record<"read" | "write" | "env" | "net" | "sys" | "run" | "ffi", string>;
 
 /** Source of the preloaded probe: tries everything at load and again on SIGUSR1. */
 function probeSource(secret: string, target: string): string {
@@ -52,6 +53,7 @@ const attempts = {
   net: () => Deno.listen({ hostname: "127.0.0.1", port: 0 }).close(),
   sys: () => Deno.hostname(),
   run: () => new Deno.Command("true").outputSync(),
+  ffi: () => Deno.dlopen("libc.so.6", { getpid: { parameters: [], result: "i32" } }).close(),
 };
 function probe(phase) {
   const out = {};
@@ -222,6 +224,7 @@ const PROBE_DENIED: Probe = {
   net: "NotCapable",
   sys: "NotCapable",
   run: "NotCapable",
+  ffi: "NotCapable",
 };
 
 Deno.test("deno.json: start and compile grant only what memg's flags can need", async () => {
@@ -305,7 +308,7 @@ Deno.test("after start-up memg can read, write, reach and run nothing else", asy
     "-v",
   ]);
   try {
-    await t.step("before start-up the task's flags grant read, write, env and net", async () => {
+    await t.step("before start-up the task's flags grant read, write, env, net, ffi", async () => {
       assertEquals(await memg.before(), {
         read: "ok",
         write: "ok",
@@ -313,6 +316,7 @@ Deno.test("after start-up memg can read, write, reach and run nothing else", asy
         net: "ok",
         sys: "NotCapable",
         run: "NotCapable",
+        ffi: "ok",
       });
       assert(await exists(`${target}.before`), "the probe could not write before start-up");
     });
@@ -328,6 +332,8 @@ Deno.test("after start-up memg can read, write, reach and run nothing else", asy
         );
         assertEquals(await c.call("set x 0 0 11\r\nmemg s3cret\r\n"), "STORED\r\n");
         assertEquals(await permissionRows(c), ALL_DENIED);
+        // the epoll engine, loaded through FFI before `ffi` was revoked, serves this client
+        assertMatch(await c.call("stats settings\r\n", "END\r\n"), /\r\nSTAT io_engine epoll\r\n/);
       });
 
       await t.step("directly: the probe in memg's process is refused everything", async () => {

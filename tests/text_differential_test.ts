@@ -85,6 +85,7 @@ const MEMG_ONLY = new Set([
   "single",
   "udp_served",
   "user_switch",
+  "io_engine", // which TCP engine serves (README, Performance)
   // memg reports the Deno permissions it kept after start-up (see README, Permissions).
   ...["net", "read", "write", "env", "sys", "run", "ffi", "import"].map((p) => `permission_${p}`),
 ]);

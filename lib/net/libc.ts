@@ -1,0 +1,127 @@
+/**
+ * The few Linux C library calls memg's own network engine (`./epoll.ts`) makes through Deno's
+ * FFI: sockets, non-blocking reads and writes, and epoll. Loaded once, at start-up, while the
+ * `ffi` permission is still granted; calling the loaded symbols needs no permission later, so
+ * start-up revokes `ffi` like every other permission (no new library can be loaded).
+ *
+ * Memory safety rests on one rule: every buffer handed to C is a `Uint8Array` passed together
+ * with its own length (or less), so C never writes outside memory JavaScript owns.
+ *
+ * @module
+ */
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  /** The same call on Deno's blocking thread pool: waits without holding the event loop. */
+  epoll_wait_async: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+  memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
+} as const;
+
+/**
+ * The loaded C library calls, typed as memg uses them: sizes are passed as numbers (Deno's FFI
+ * takes a number for a `usize` parameter), results are 32-bit (no buffer memg passes reaches
+ * 2 GiB).
+ */
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  listen(fd: number, backlog: number): number;
+  accept4(fd: number, addr: Uint8Array, len: Uint8Array, flags: number): number;
+  getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
+  read(fd: number, buf: Uint8Array, len: number): number;
+  send(fd: number, buf: Uint8Array, len: number, flags: number): number;
+  shutdown(fd: number, how: number): number;
+  close(fd: number): number;
+  epoll_create1(flags: number): number;
+  epoll_ctl(ep: number, op: number, fd: number, event: Uint8Array): number;
+  epoll_wait(ep: number, events: Uint8Array, max: number, timeoutMs: number): number;
+  epoll_wait_async(ep: number, events: Uint8Array, max: number, timeoutMs: number): Promise<number>;
+  eventfd(initval: number, flags: number): number;
+  write(fd: number, buf: Uint8Array, len: number): number;
+  __errno_location(): Deno.PointerValue;
+  memcpy(dst: Uint8Array, src: Deno.PointerValue, len: number): Deno.PointerValue;
+}
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+export const SHUT_WR = 1;
+export const MSG_NOSIGNAL = 0x4000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 1 << 31;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EMFILE = 24;
+export const ENFILE = 23;
+export const ENOBUFS = 105;
+export const ENOMEM = 12;
+export const EADDRINUSE = 98;
+export const EADDRNOTAVAIL = 99;
+export const EACCES = 13;
+
+let loaded: Libc | null | undefined;
+
+/**
+ * The C library, or null where it cannot be used: not Linux, no `ffi` permission, or no
+ * `libc.so.6`. Loads it on the first call.
+ */
+export function libc(): Libc | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (Deno.build.os !== "linux") return null;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Libc;
+  } catch {
+    loaded = null;
+  }
+  return loaded;
+}
+
+const errnoBuf = new Int32Array(1);
+const errnoBytes = new Uint8Array(errnoBuf.buffer);
+let errnoPtr: Deno.PointerValue = null;
+
+/** The calling thread's `errno`: read it right after the call that failed. */
+export function errno(c: Libc): number {
+  errnoPtr ??= c.__errno_location();
+  c.memcpy(errnoBytes, errnoPtr, 4);
+  return errnoBuf[0];
+}
