@@ -5,10 +5,17 @@
  * and sends all the replies to one read in one write. It stores nothing, so memg's distance to
  * it is the cost of memg's own parsing, storage and bookkeeping.
  *
- * Usage: `deno run -A bench/ceiling.ts <port> [value-size]`.
+ * It serves TCP with the same engine memg uses by default (memg's epoll engine, `lib/net/`),
+ * or with Deno's own sockets when the third argument is `deno`.
+ *
+ * Usage: `deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno]`.
  *
  * @module
  */
+
+import type { Transport } from "../lib/connection.ts";
+import { listenEpoll } from "../lib/net/epoll.ts";
+import type { Listener } from "../lib/server.ts";
 
 const LF = 10;
 const SPACE = 32;
@@ -43,8 +50,8 @@ function lastNumber(b: Uint8Array, start: number, end: number): number {
   return n;
 }
 
-async function serve(conn: Deno.TcpConn, suffix: Uint8Array): Promise<void> {
-  conn.setNoDelay(true);
+async function serve(conn: Transport, suffix: Uint8Array): Promise<void> {
+  conn.setNoDelay?.(true);
   let buf = new Uint8Array(64 * 1024);
   let start = 0;
   let end = 0;
@@ -106,14 +113,20 @@ async function serve(conn: Deno.TcpConn, suffix: Uint8Array): Promise<void> {
 if (import.meta.main) {
   const port = Number(Deno.args[0]);
   const valueSize = Number(Deno.args[1] ?? "100");
-  if (!Number.isInteger(port) || !Number.isInteger(valueSize) || valueSize < 0) {
-    console.error("usage: deno run -A bench/ceiling.ts <port> [value-size]");
+  const io = Deno.args[2] ?? "epoll";
+  if (
+    !Number.isInteger(port) || !Number.isInteger(valueSize) || valueSize < 0 ||
+    (io !== "epoll" && io !== "deno")
+  ) {
+    console.error("usage: deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno]");
     Deno.exit(64);
   }
   // " 0 <size>\r\n<canned value>\r\nEND\r\n" follows the echoed key.
   const suffix = enc.encode(` 0 ${valueSize}\r\n${"x".repeat(valueSize)}\r\nEND\r\n`);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  // The same TCP engine memg uses, so that the gap between the two is parsing and storage.
+  const listener: Listener = (io === "epoll" ? listenEpoll("127.0.0.1", port, 1024) : null) ??
+    Deno.listen({ hostname: "127.0.0.1", port });
   Deno.addSignalListener("SIGTERM", () => Deno.exit(0));
-  console.log(`ceiling listening on tcp:127.0.0.1:${port}`);
-  for await (const conn of listener) serve(conn, suffix);
+  console.log(`ceiling listening on tcp:127.0.0.1:${port} (${io})`);
+  for (;;) serve(await listener.accept(), suffix);
 }

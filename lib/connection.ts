@@ -64,6 +64,8 @@ export interface Transport {
   setNoDelay?(noDelay?: boolean): void;
   /** True when memg's own poller watches it, so waiting for Deno's sockets is not needed. */
   readonly polled?: boolean;
+  /** Sends what the socket takes of `p` at once; the byte count (the epoll engine only). */
+  sendNow?(p: Uint8Array): number;
 }
 
 /** A live client connection. */
@@ -90,6 +92,7 @@ export class Connection implements Session {
     this.#owner = owner;
     this.cache = owner.cache;
     this.reader = new BufferedReader(transport);
+    if (transport.sendNow !== undefined) this.out.sendNow = (p) => transport.sendNow!(p);
     this.lastActive = owner.cache.now();
   }
 

@@ -12,6 +12,15 @@ export interface ByteSink {
 
 const encoder = new TextEncoder();
 
+/** Values from this size on go from the store straight to the socket when it can take them. */
+export const DIRECT_SEND_MIN = 16 * 1024;
+
+/** What `putValue` needs of a store: the value's bytes, copied or viewed in place. */
+export interface ValueSource {
+  readValue(ref: number, dst: Uint8Array, dstOff: number): number;
+  valueView(ref: number, valueOff: number, maxLen: number): Uint8Array;
+}
+
 /** Encodes an ASCII/UTF-8 string once, for replies that never change. */
 export function bytes(s: string): Uint8Array {
   return encoder.encode(s);
@@ -29,6 +38,11 @@ export class ReplyBuffer {
   bytesWritten = 0;
   /** True while a write started by `send` is under way. */
   writing = false;
+  /**
+   * Sends bytes at once if the socket takes them (the epoll engine's `sendNow`), returning how
+   * many it took; null: the transport has no such call.
+   */
+  sendNow: ((p: Uint8Array) => number) | null = null;
 
   constructor(size = 16 * 1024) {
     this.#initial = size;
@@ -57,6 +71,45 @@ export class ReplyBuffer {
     this.reserve(len);
     this.buf.set(len === src.length ? src : src.subarray(off, off + len), this.pos);
     this.pos += len;
+  }
+
+  /**
+   * Appends the value of item `ref`, `len` bytes. A large value goes straight from the store's
+   * memory to the socket, after what is buffered, when `direct` allows it, the transport can
+   * send at once and no write is under way; whatever the socket does not take at once is
+   * copied here as usual. Nothing is kept pointing into the store: the item may change as soon
+   * as this returns. Pass `direct` false when the caller may still take back buffered replies.
+   */
+  putValue(store: ValueSource, ref: number, len: number, direct: boolean): void {
+    if (!direct || len < DIRECT_SEND_MIN || this.sendNow === null || this.writing) {
+      this.reserve(len);
+      this.pos += store.readValue(ref, this.buf, this.pos);
+      return;
+    }
+    for (let off = 0; off < len;) {
+      const view = store.valueView(ref, off, len - off);
+      this.#putDirect(view);
+      off += view.length;
+    }
+  }
+
+  #putDirect(view: Uint8Array): void {
+    const sendNow = this.sendNow!;
+    if (this.pos > 0) {
+      const n = sendNow(this.buf.subarray(0, this.pos));
+      this.bytesWritten += n;
+      if (n < this.pos) {
+        // the socket is full: keep the rest, and the value after it, for the next send
+        this.buf.copyWithin(0, n, this.pos);
+        this.pos -= n;
+        this.put(view);
+        return;
+      }
+      this.pos = 0;
+    }
+    const n = sendNow(view);
+    this.bytesWritten += n;
+    if (n < view.length) this.put(n === 0 ? view : view.subarray(n));
   }
 
   /** Appends one byte. */

@@ -38,6 +38,7 @@ import {
   IPPROTO_TCP,
   type Libc,
   libc,
+  MSG_MORE,
   MSG_NOSIGNAL,
   SHUT_WR,
   SO_REUSEADDR,
@@ -277,6 +278,17 @@ export class EpollConn implements Watcher {
     return new Promise((resolve, reject) => this.#writing = { p, resolve, reject });
   }
 
+  /**
+   * Sends what the socket takes of `p` right now: the byte count (0 when it is full, when a
+   * write is waiting, or on an error, which the next `write` reports).
+   */
+  sendNow(p: Uint8Array): number {
+    if (this.#closed || !this.#writable || this.#writing !== null) return 0;
+    // More follows at once (the end of the reply): the kernel may hold back a partial segment.
+    const r = this.#trySend(p, MSG_MORE);
+    return typeof r === "number" ? r : 0;
+  }
+
   /** Sends a FIN after what was written; reads go on. */
   closeWrite(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("connection closed"));
@@ -369,10 +381,10 @@ export class EpollConn implements Watcher {
   }
 
   /** Bytes sent, an error, or undefined: the socket buffer is full. */
-  #trySend(p: Uint8Array): number | Error | undefined {
+  #trySend(p: Uint8Array, more = 0): number | Error | undefined {
     if (p.length === 0) return 0;
     for (;;) {
-      const n = this.#c.send(this.#fd, p, p.length, MSG_NOSIGNAL);
+      const n = this.#c.send(this.#fd, p, p.length, MSG_NOSIGNAL | more);
       if (n >= 0) {
         if (n < p.length) this.#writable = false;
         return n;

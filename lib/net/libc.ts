@@ -76,6 +76,7 @@ export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 export const SHUT_WR = 1;
 export const MSG_NOSIGNAL = 0x4000;
+export const MSG_MORE = 0x8000;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
 export const EPOLLIN = 0x001;

@@ -241,8 +241,7 @@ export class MetaProtocol implements MetaCommands {
     }
     out.crlf();
     if (f.value) {
-      out.reserve(vlen + 2);
-      out.pos += store.readValue(ref, out.buf, out.pos);
+      out.putValue(store, ref, vlen, true);
       out.crlf();
     }
     countHit(cache, ref, touched);

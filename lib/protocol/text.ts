@@ -314,6 +314,11 @@ export class TextProtocol implements Protocol {
       first = 2;
     }
     const mark = out.pos;
+    // Large values may leave for the socket at once, unless a long key would take them back.
+    let direct = true;
+    for (let i = first; i < t.count && direct; i++) {
+      direct = t.end[i] - t.start[i] <= KEY_MAX_LENGTH;
+    }
     for (let i = first; i < t.count; i++) {
       const ks = t.start[i];
       const kl = t.end[i] - ks;
@@ -325,7 +330,7 @@ export class TextProtocol implements Protocol {
       const ref = touch ? cache.touch(t.buf, ks, kl, exptime) : cache.get(t.buf, ks, kl);
       if (ref === NONE) continue;
       const vlen = store.valueLength(ref);
-      out.reserve(6 + kl + 48 + vlen + 2);
+      out.reserve(6 + kl + 48);
       out.put(R.VALUE);
       out.putRange(t.buf, ks, kl);
       out.putByte(32);
@@ -337,7 +342,7 @@ export class TextProtocol implements Protocol {
         out.putUint(store.cas(ref));
       }
       out.crlf();
-      out.pos += store.readValue(ref, out.buf, out.pos);
+      out.putValue(store, ref, vlen, direct);
       out.crlf();
     }
     out.put(R.END);

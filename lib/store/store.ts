@@ -171,9 +171,10 @@ export interface Store {
   /** Copies `src[srcOff, srcOff + len)` into the value of `ref` at `valueOff`. */
   writeValue(ref: ItemRef, valueOff: number, src: Uint8Array, srcOff: number, len: number): void;
   /**
-   * A writable view of an allocated, not yet linked item's value from `valueOff`: as many bytes
-   * as lie contiguously there, at most `maxLen`. Reading a socket straight into it saves a copy;
-   * it stays valid until the item is linked or released.
+   * A view of an item's value from `valueOff`: as many bytes as lie contiguously there, at
+   * most `maxLen`. Of an allocated, not yet linked item it is writable (reading a socket
+   * straight into it saves a copy) and stays valid until the item is linked or released; of a
+   * linked item it may only be read, at once (sending a value straight from the store).
    */
   valueView(ref: ItemRef, valueOff: number, maxLen: number): Uint8Array;
   /**
