@@ -64,8 +64,11 @@ export interface Transport {
   setNoDelay?(noDelay?: boolean): void;
   /** True when memg's own poller watches it, so waiting for Deno's sockets is not needed. */
   readonly polled?: boolean;
-  /** Sends what the socket takes of `p` at once; the byte count (the epoll engine only). */
-  sendNow?(p: Uint8Array): number;
+  /**
+   * Sends what the socket takes of `p[0, len)` at once; the byte count (the epoll engine only).
+   * `more`: the rest of the reply follows at once.
+   */
+  sendNow?(p: Uint8Array, len: number, more: boolean): number;
 }
 
 /** A live client connection. */
@@ -92,7 +95,9 @@ export class Connection implements Session {
     this.#owner = owner;
     this.cache = owner.cache;
     this.reader = new BufferedReader(transport);
-    if (transport.sendNow !== undefined) this.out.sendNow = (p) => transport.sendNow!(p);
+    if (transport.sendNow !== undefined) {
+      this.out.sendNow = (p, len, more) => transport.sendNow!(p, len, more);
+    }
     this.lastActive = owner.cache.now();
   }
 
@@ -190,7 +195,7 @@ export class Connection implements Session {
           if (step === Step.Abort) break;
           if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
           if (this.out.pos > 0) {
-            await this.out.send(this.transport);
+            if (!this.out.sendAtOnce()) await this.out.send(this.transport);
             this.#lastSend = Date.now();
           }
         } while (step === Step.Flush);

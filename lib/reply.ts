@@ -42,7 +42,7 @@ export class ReplyBuffer {
    * Sends bytes at once if the socket takes them (the epoll engine's `sendNow`), returning how
    * many it took; null: the transport has no such call.
    */
-  sendNow: ((p: Uint8Array) => number) | null = null;
+  sendNow: ((p: Uint8Array, len: number, more: boolean) => number) | null = null;
 
   constructor(size = 16 * 1024) {
     this.#initial = size;
@@ -96,7 +96,7 @@ export class ReplyBuffer {
   #putDirect(view: Uint8Array): void {
     const sendNow = this.sendNow!;
     if (this.pos > 0) {
-      const n = sendNow(this.buf.subarray(0, this.pos));
+      const n = sendNow(this.buf, this.pos, true);
       this.bytesWritten += n;
       if (n < this.pos) {
         // the socket is full: keep the rest, and the value after it, for the next send
@@ -107,7 +107,7 @@ export class ReplyBuffer {
       }
       this.pos = 0;
     }
-    const n = sendNow(view);
+    const n = sendNow(view, view.length, true);
     this.bytesWritten += n;
     if (n < view.length) this.put(n === 0 ? view : view.subarray(n));
   }
@@ -161,6 +161,24 @@ export class ReplyBuffer {
     this.reserve(2);
     this.buf[this.pos++] = 13;
     this.buf[this.pos++] = 10;
+  }
+
+  /**
+   * Sends all pending output at once if the transport can (`sendNow`) and no write is under
+   * way; true when nothing is left pending. What the socket does not take stays for `send`.
+   */
+  sendAtOnce(): boolean {
+    // (A finished write that failed is reported by `send`: the socket takes nothing then.)
+    if (this.sendNow === null || this.writing) return false;
+    const n = this.sendNow(this.buf, this.pos, false);
+    this.bytesWritten += n;
+    if (n === this.pos) {
+      this.pos = 0;
+      return true;
+    }
+    this.buf.copyWithin(0, n, this.pos);
+    this.pos -= n;
+    return false;
   }
 
   /**

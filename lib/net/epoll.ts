@@ -57,6 +57,8 @@ const EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
 const DATA_OFFSET = Deno.build.arch === "x86_64" ? 4 : 8;
 /** Busy time after which the loop lets Deno's event loop run (timers, signals, TLS sockets). */
 const TURN_MS = 5;
+/** How long the loop may block the event loop waiting for input right after a busy round. */
+const SHORT_WAIT_MS = 1;
 /** Microtask turns the loop gives the connections it handed input to, at most, per round. */
 const SETTLE_TICKS = 64;
 /** After running out of file descriptors, accepting is retried this much later. */
@@ -169,10 +171,19 @@ class Poller {
     const ep = this.#ep;
     const events = this.#events;
     let turnStart = performance.now();
+    let settled = true;
+    let busy = false;
     try {
       while (this.#watchers.size > 0) {
         const turnOver = performance.now() - turnStart >= TURN_MS;
         let n = turnOver ? 0 : c.epoll_wait(ep, events, MAX_EVENTS, 0);
+        if (n === 0 && busy && settled && !turnOver && this.#ready.length === 0) {
+          // Busy a moment ago and every connection has answered: the next request is likely
+          // microseconds away. Waiting here for it (up to 1 ms, within the turn) is cheaper
+          // than a trip through the thread pool.
+          n = c.epoll_wait(ep, events, MAX_EVENTS, SHORT_WAIT_MS);
+        }
+        busy = n > 0;
         if (turnOver || (n === 0 && this.#ready.length === 0)) {
           // The turn is over (look, and let the event loop run timers, signals and Deno's own
           // sockets) or nothing is ready (wait): on the thread pool, the event loop runs on.
@@ -185,6 +196,7 @@ class Poller {
         this.#dispatch(n);
         this.#serve();
         for (let i = 0; i < SETTLE_TICKS && this.inflight > 0; i++) await null;
+        settled = this.inflight === 0;
         this.inflight = 0;
       }
     } finally {
@@ -279,13 +291,13 @@ export class EpollConn implements Watcher {
   }
 
   /**
-   * Sends what the socket takes of `p` right now: the byte count (0 when it is full, when a
-   * write is waiting, or on an error, which the next `write` reports).
+   * Sends what the socket takes of `p[0, len)` right now: the byte count (0 when it is full,
+   * when a write is waiting, or on an error, which the next `write` reports).
    */
-  sendNow(p: Uint8Array): number {
+  sendNow(p: Uint8Array, len = p.length, more = false): number {
     if (this.#closed || !this.#writable || this.#writing !== null) return 0;
-    // More follows at once (the end of the reply): the kernel may hold back a partial segment.
-    const r = this.#trySend(p, MSG_MORE);
+    // With `more`, the rest of the reply follows at once: the kernel may hold a partial segment.
+    const r = this.#trySend(p, len, more ? MSG_MORE : 0);
     return typeof r === "number" ? r : 0;
   }
 
@@ -381,12 +393,12 @@ export class EpollConn implements Watcher {
   }
 
   /** Bytes sent, an error, or undefined: the socket buffer is full. */
-  #trySend(p: Uint8Array, more = 0): number | Error | undefined {
-    if (p.length === 0) return 0;
+  #trySend(p: Uint8Array, len = p.length, more = 0): number | Error | undefined {
+    if (len === 0) return 0;
     for (;;) {
-      const n = this.#c.send(this.#fd, p, p.length, MSG_NOSIGNAL | more);
+      const n = this.#c.send(this.#fd, p, len, MSG_NOSIGNAL | more);
       if (n >= 0) {
-        if (n < p.length) this.#writable = false;
+        if (n < len) this.#writable = false;
         return n;
       }
       const code = errno(this.#c);

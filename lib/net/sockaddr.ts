@@ -5,7 +5,8 @@
  * @module
  */
 
-const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+/** Dotted quad as inet_pton takes it: no leading zeros. */
+const V4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
 
 /** The 4 or 16 bytes of a numeric IPv4 or IPv6 address (brackets allowed), or null. */
 export function parseIp(host: string): Uint8Array | null {
@@ -18,13 +19,14 @@ export function parseIp(host: string): Uint8Array | null {
   if (!host.includes(":") || host.includes("%")) return null;
   const halves = host.split("::");
   if (halves.length > 2) return null;
-  const groups = (s: string): number[] | null => {
+  // An embedded IPv4 address may only end the address.
+  const groups = (s: string, last: boolean): number[] | null => {
     if (s === "") return [];
     const out: number[] = [];
     const parts = s.split(":");
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i];
-      if (i === parts.length - 1 && p.includes(".")) {
+      if (last && i === parts.length - 1 && p.includes(".")) {
         const tail = parseIp(p);
         if (tail === null || tail.length !== 4) return null;
         out.push((tail[0] << 8) | tail[1], (tail[2] << 8) | tail[3]);
@@ -33,8 +35,8 @@ export function parseIp(host: string): Uint8Array | null {
     }
     return out;
   };
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  const head = groups(halves[0], halves.length === 1);
+  const tail = halves.length === 2 ? groups(halves[1], true) : [];
   if (head === null || tail === null) return null;
   const fill = 8 - head.length - tail.length;
   if (halves.length === 2 ? fill < 1 : fill !== 0) return null;
@@ -67,8 +69,14 @@ export function decodeSockaddr(sa: Uint8Array): Deno.NetAddr {
   return { transport: "tcp", hostname: formatV6(sa.subarray(8, 24)), port };
 }
 
-/** RFC 5952 text: lower-case hex, the longest run of two or more zero groups as `::`. */
+/**
+ * RFC 5952 text: lower-case hex, the longest run of two or more zero groups as `::`, and an
+ * IPv4-mapped address in dotted form.
+ */
 function formatV6(ip: Uint8Array): string {
+  if (ip.subarray(0, 10).every((b) => b === 0) && ip[10] === 0xff && ip[11] === 0xff) {
+    return `::ffff:${Array.from(ip.subarray(12)).join(".")}`; // IPv4-mapped, as inet_ntop
+  }
   const g: number[] = [];
   for (let i = 0; i < 16; i += 2) g.push((ip[i] << 8) | ip[i + 1]);
   let best = -1;
