@@ -12,7 +12,7 @@ import { BinaryProtocol, REQUEST_MAGIC } from "./protocol/binary.ts";
 import { type Protocol, type Session, Step } from "./protocol/session.ts";
 import { MetaProtocol } from "./protocol/meta.ts";
 import { TextProtocol } from "./protocol/text.ts";
-import { BufferedReader } from "./reader.ts";
+import { BufferedReader, type SyncByteSource } from "./reader.ts";
 import { ReplyBuffer } from "./reply.ts";
 
 /** How long a connection may keep the event loop to itself before it lets the others run. */
@@ -39,6 +39,10 @@ function yieldTurn(park: boolean): Promise<unknown> {
   if (park) return new Promise((resolve) => setTimeout(resolve, 0));
   return crypto.subtle.digest("SHA-1", NOTHING);
 }
+
+/** What `run` waits for input with: input is in the reader, or the stream ended. */
+const INPUT_READY = -2;
+const INPUT_END = -1;
 
 /** What a connection needs from the server that owns it. */
 export interface ConnectionOwner {
@@ -71,6 +75,11 @@ export interface Transport {
   sendNow?(p: Uint8Array, len: number, more: boolean): number;
 }
 
+/** The epoll engine's sockets: input is handed over in the poller's round (`armInput`). */
+interface SyncTransport extends Transport, SyncByteSource {
+  armInput(onInput: () => boolean): void;
+}
+
 /** A live client connection. */
 export class Connection implements Session {
   readonly reader: BufferedReader;
@@ -86,6 +95,13 @@ export class Connection implements Session {
   #protocol: Protocol | null = null;
   #closed = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
+  /** While `run` waits for `#onInput`: what resumes it. */
+  #waiting: ((got: number) => void) | null = null;
+  #readBefore = 0;
+  #writtenBefore = 0;
+  #commands = 0;
+  /** Time spent handling commands since the last turn given to others (Deno's sockets). */
+  #busy = 0;
   /** `Date.now()` of the last reply handed to a write. */
   #lastSend = 0;
 
@@ -147,6 +163,7 @@ export class Connection implements Session {
   abort(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#resume(INPUT_END);
     try {
       this.transport.close();
     } catch {
@@ -165,54 +182,61 @@ export class Connection implements Session {
     return auth.ascii === null ? text : new AsciiAuthProtocol(this, text, auth.ascii);
   }
 
+  /**
+   * Epoll sockets: the poller calls this in its round when input may be waiting while `run`
+   * waits for input. The common case (a read's commands answered and sent at once) runs to
+   * the end here, with no promise; anything else is handed to `run`. True: still waiting.
+   */
+  readonly #onInput = (): boolean => {
+    const n = this.#owner.closing ? -1 : this.reader.fillNow(this.transport as SyncTransport);
+    if (n === 0) return true;
+    if (n < 0) return this.#resume(INPUT_END);
+    this.idle = false;
+    const step = this.#batch(true);
+    if (step === Step.More && this.out.pos === 0) {
+      this.idle = true;
+      return true;
+    }
+    return this.#resume(step);
+  };
+
   /** Serves the connection until it ends; never throws. */
   async run(): Promise<void> {
     const counters = this.cache.counters;
-    let readBefore = 0;
-    let writtenBefore = 0;
-    let commands = 0;
-    let busy = 0;
     let sincePark = 0;
-    // memg's poller gives every connection one read per round; Deno's sockets need turns here
-    const takesTurns = this.transport.polled !== true;
+    const polled = this.transport.polled === true;
     try {
       for (;;) {
         this.idle = true;
-        if (this.#owner.closing || !(await this.reader.fill()) || this.#owner.closing) break;
+        if (this.#owner.closing || this.#closed) break;
+        const got = polled
+          ? await new Promise<number>((resolve) => {
+            this.#waiting = resolve;
+            (this.transport as SyncTransport).armInput(this.#onInput);
+          })
+          : (await this.reader.fill())
+          ? INPUT_READY
+          : INPUT_END;
+        if (got === INPUT_END || (got === INPUT_READY && this.#owner.closing)) break;
         this.idle = false;
-        counters.bytes_read += this.reader.bytesRead - readBefore;
-        readBefore = this.reader.bytesRead;
-        this.#protocol ??= this.#choose();
-        const verbose = this.cache.config.verbose;
-        if (verbose >= 2) this.#trace("<", this.reader.buf, this.reader.start, this.reader.end);
-        let step: Step;
-        do {
-          if (takesTurns) {
-            const start = performance.now();
-            step = this.#protocol.process();
-            busy += performance.now() - start;
-          } else step = this.#protocol.process();
-          if (step === Step.Abort) break;
-          if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
+        // a batch `#onInput` began, or the input `fill` brought
+        let step: Step = got === INPUT_READY ? this.#batch(true) : got as Step;
+        while (step !== Step.Abort) {
           if (this.out.pos > 0) {
-            if (!this.out.sendAtOnce()) await this.out.send(this.transport);
+            await this.out.send(this.transport);
             this.#lastSend = Date.now();
           }
-        } while (step === Step.Flush);
-        if (this.#protocol.commands !== commands) {
-          commands = this.#protocol.commands;
-          this.lastActive = this.cache.now();
+          if (step !== Step.Flush) break;
+          step = this.#batch(false);
         }
-        counters.bytes_written += this.out.bytesWritten - writtenBefore;
-        writtenBefore = this.out.bytesWritten;
         if (step === Step.Close || step === Step.Abort) break;
-        if (busy >= TURN_MS) {
+        if (this.#busy >= TURN_MS) {
           // after a turn this long, the other connections get theirs (memcached's -R)
           counters.conn_yields++;
-          sincePark += busy;
+          sincePark += this.#busy;
           await yieldTurn(sincePark >= PARK_MS);
           if (sincePark >= PARK_MS) sincePark = 0;
-          busy = 0;
+          this.#busy = 0;
         }
       }
     } catch (e) {
@@ -222,12 +246,53 @@ export class Connection implements Session {
       this.#protocol?.close();
       // Replies already handed to a write go out in full before the socket closes.
       await this.out.drain().catch(() => {});
-      counters.bytes_written += this.out.bytesWritten - writtenBefore;
+      counters.bytes_written += this.out.bytesWritten - this.#writtenBefore;
       if (this.#owner.closing) await this.#discardUntilEnd();
       clearTimeout(this.#linger);
       this.abort();
       if (this.cache.config.verbose >= 2) console.error(`<${this.id} connection closed.`);
     }
+  }
+
+  /** Hands the connection back to `run` with what `#onInput` got; false (not waiting). */
+  #resume(got: number): boolean {
+    const resolve = this.#waiting;
+    this.#waiting = null;
+    resolve?.(got);
+    return false;
+  }
+
+  /**
+   * Handles every complete command in the reader (`fresh`: input just arrived) and sends the
+   * replies at once if the socket takes them (what it does not stays in `out`).
+   */
+  #batch(fresh: boolean): Step {
+    const counters = this.cache.counters;
+    const r = this.reader;
+    counters.bytes_read += r.bytesRead - this.#readBefore;
+    this.#readBefore = r.bytesRead;
+    const protocol = this.#protocol ??= this.#choose();
+    const verbose = this.cache.config.verbose;
+    if (verbose >= 2 && fresh) this.#trace("<", r.buf, r.start, r.end);
+    let step: Step;
+    if (this.transport.polled === true) step = protocol.process();
+    else {
+      // Deno's sockets: time the work, to give the other connections a turn (see `run`)
+      const start = performance.now();
+      step = protocol.process();
+      this.#busy += performance.now() - start;
+    }
+    if (step !== Step.Abort) {
+      if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
+      if (this.out.pos > 0 && this.out.sendAtOnce()) this.#lastSend = Date.now();
+    }
+    if (protocol.commands !== this.#commands) {
+      this.#commands = protocol.commands;
+      this.lastActive = this.cache.now();
+    }
+    counters.bytes_written += this.out.bytesWritten - this.#writtenBefore;
+    this.#writtenBefore = this.out.bytesWritten;
+    return step;
   }
 
   /** Shutdown: reads and drops what the client still sends until it closes (or `LINGER_MS`). */

@@ -15,6 +15,12 @@ export interface ByteSource {
 
 const LF = 10;
 
+/** A source that can also be read without waiting (the epoll engine's sockets). */
+export interface SyncByteSource extends ByteSource {
+  /** Reads into `p[off, off + len)` now: bytes read, 0 if none are there, -1 at the end. */
+  readNow(p: Uint8Array, off: number, len: number): number;
+}
+
 /** Buffered reads from a `ByteSource`; `buf[start, end)` holds the unread bytes. */
 export class BufferedReader {
   buf: Uint8Array;
@@ -93,6 +99,31 @@ export class BufferedReader {
     this.end += n;
     this.bytesRead += n;
     return true;
+  }
+
+  /**
+   * As `fill`, without waiting, from the reader's own source: bytes read, 0 when nothing has
+   * arrived, -1 at the end of the stream (or on an error).
+   */
+  fillNow(src: SyncByteSource): number {
+    const direct = this.#direct;
+    if (direct !== null && this.start === this.end) {
+      const n = src.readNow(direct, 0, direct.length);
+      if (n > 0) {
+        this.#direct = null;
+        this.directRead += n;
+        this.bytesRead += n;
+      }
+      return n;
+    }
+    this.#direct = null;
+    if (this.end === this.buf.length) this.#makeRoom(this.end - this.start + this.#initial);
+    const n = src.readNow(this.buf, this.end, this.buf.length - this.end);
+    if (n > 0) {
+      this.end += n;
+      this.bytesRead += n;
+    }
+    return n;
   }
 
   /** Ensures the buffer can hold `n` unread bytes from `start`, compacting, then growing. */

@@ -257,6 +257,9 @@ export class EpollConn implements Watcher {
   #scheduled = false;
   #reading: Waiter<number | null> | null = null;
   #writing: Waiter<number> | null = null;
+  /** Called in the poller's round while armed and input may be waiting (see `armInput`). */
+  #onInput: (() => boolean) | null = null;
+  #armed = false;
 
   constructor(c: Libc, p: Poller, fd: number, local: Deno.NetAddr, remote: Deno.NetAddr) {
     this.#c = c;
@@ -277,6 +280,32 @@ export class EpollConn implements Watcher {
       this.#reading = { p, resolve, reject };
       if (this.#readable) this.#schedule();
     });
+  }
+
+  /**
+   * Waits for input by having the poller call `onInput` in its round (synchronously, no
+   * promise) instead of through `read`. `onInput` reads with `readNow`; it returns true to go on
+   * waiting this way, false when it has handed over to asynchronous work (which ends by arming
+   * again, writing, or closing).
+   */
+  armInput(onInput: () => boolean): void {
+    this.#back();
+    if (this.#closed) return;
+    this.#onInput = onInput;
+    this.#armed = true;
+    if (this.#readable) this.#schedule();
+  }
+
+  /**
+   * Reads what has arrived into `p[off, off + len)` at once: the byte count, 0 when nothing
+   * has, -1 at the end of the stream or on an error (which a later `read` reports again).
+   */
+  readNow(p: Uint8Array, off: number, len: number): number {
+    if (this.#closed) return -1;
+    if (!this.#readable || len === 0) return 0;
+    const r = this.#tryRead(off === 0 && len === p.length ? p : p.subarray(off, off + len));
+    if (r === undefined) return 0;
+    return typeof r === "number" ? r : -1;
   }
 
   /** Writes some of `p` now if the socket takes it: the byte count (as `Deno.Conn.write`). */
@@ -313,6 +342,8 @@ export class EpollConn implements Watcher {
     if (this.#closed) throw new Deno.errors.BadResource("connection closed");
     this.#back();
     this.#closed = true;
+    this.#armed = false;
+    this.#onInput = null;
     this.#poller.remove(this.#fd);
     this.#c.close(this.#fd);
     const reading = this.#reading;
@@ -328,7 +359,7 @@ export class EpollConn implements Watcher {
       // A short read says nothing about an end of stream that came with the data: once the
       // peer has hung up (or the socket failed), every read is tried until it says so.
       if (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.#hungUp = true;
-      if (this.#reading !== null) this.#schedule();
+      if (this.#reading !== null || this.#armed) this.#schedule();
     }
     if (mask & WRITABLE) {
       this.#writable = true;
@@ -344,9 +375,21 @@ export class EpollConn implements Watcher {
     }
   }
 
-  /** The poller's turn for this connection: one read, handed to the waiting `read`. */
+  /** The poller's turn for this connection: `onInput`, or one read for the waiting `read`. */
   serve(): void {
     this.#scheduled = false;
+    if (this.#armed && !this.#closed) {
+      this.#armed = false;
+      if (this.#onInput!()) {
+        // still waiting: more may be there already (a full read), which gets the next round
+        this.#armed = !this.#closed;
+        if (this.#armed && this.#readable) this.#schedule();
+      } else {
+        this.#owed = true;
+        this.#poller.inflight++;
+      }
+      return;
+    }
     const w = this.#reading;
     if (w === null || this.#closed) return;
     const r = this.#tryRead(w.p);
