@@ -4,6 +4,11 @@
  * `ffi` permission is still granted; calling the loaded symbols needs no permission later, so
  * start-up revokes `ffi` like every other permission (no new library can be loaded).
  *
+ * Sizes are declared `u32`, not `usize`: a number passed where Deno's FFI expects a BigInt
+ * deoptimises the calling code over and over. A 32-bit argument is zero-extended to the full
+ * register on x86-64 and aarch64 (by V8's fast calls and by libffi), and no buffer memg passes
+ * reaches 4 GiB.
+ *
  * Memory safety rests on one rule: every buffer handed to C is a `Uint8Array` passed together
  * with its own length (or less), so C never writes outside memory JavaScript owns.
  *
@@ -17,8 +22,8 @@ const SYMBOLS = {
   listen: { parameters: ["i32", "i32"], result: "i32" },
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
@@ -32,15 +37,14 @@ const SYMBOLS = {
     nonblocking: true,
   },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
-  memcpy: { parameters: ["buffer", "pointer", "usize"], result: "pointer" },
+  memcpy: { parameters: ["buffer", "pointer", "u32"], result: "pointer" },
 } as const;
 
 /**
- * The loaded C library calls, typed as memg uses them: sizes are passed as numbers (Deno's FFI
- * takes a number for a `usize` parameter), results are 32-bit (no buffer memg passes reaches
- * 2 GiB).
+ * The loaded C library calls, typed as memg uses them: results are 32-bit (no buffer memg
+ * passes reaches 2 GiB).
  */
 export interface Libc {
   socket(domain: number, type: number, protocol: number): number;
