@@ -14,7 +14,7 @@
  */
 
 import type { Transport } from "../lib/connection.ts";
-import { listenEpoll } from "../lib/net/epoll.ts";
+import { EpollConn, listenEpoll } from "../lib/net/epoll.ts";
 import type { Listener } from "../lib/server.ts";
 
 const LF = 10;
@@ -50,54 +50,112 @@ function lastNumber(b: Uint8Array, start: number, end: number): number {
   return n;
 }
 
+/** One connection's input buffer and replies. */
+class Session {
+  buf = new Uint8Array(64 * 1024);
+  start = 0;
+  end = 0;
+  skip = 0;
+  readonly out = new Out();
+
+  constructor(readonly suffix: Uint8Array) {}
+
+  /** Makes room at the end of `buf` for the next read. */
+  room(): void {
+    if (this.end < this.buf.length) return;
+    if (this.start > 0) {
+      this.buf.copyWithin(0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+    } else {
+      const bigger = new Uint8Array(this.buf.length * 2);
+      bigger.set(this.buf);
+      this.buf = bigger;
+    }
+  }
+
+  /** Answers every complete request in `buf` into `out`. */
+  parse(): void {
+    const buf = this.buf;
+    const out = this.out;
+    for (;;) {
+      if (this.skip > 0) {
+        const k = Math.min(this.skip, this.end - this.start);
+        this.start += k;
+        this.skip -= k;
+        if (this.skip > 0) break;
+      }
+      const start = this.start;
+      const lf = buf.indexOf(LF, start);
+      if (lf < 0 || lf >= this.end) break;
+      const lineEnd = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
+      if (buf[start] === 103 && buf[start + 3] === SPACE) { // "get <key>"
+        out.put(VALUE);
+        out.put(buf, start + 4, lineEnd);
+        out.put(this.suffix);
+      } else if (buf[start] === 115 && buf[start + 3] === SPACE) { // "set <key> f e <bytes>"
+        this.skip = lastNumber(buf, start, lineEnd) + 2;
+        out.put(STORED);
+      } else {
+        out.put(ERROR);
+      }
+      this.start = lf + 1;
+    }
+    if (this.start === this.end) this.start = this.end = 0;
+  }
+}
+
+/** Writes the pending replies, waiting for the socket as needed. */
+async function flush(conn: Transport, out: Out): Promise<void> {
+  for (let off = 0; off < out.len;) off += await conn.write(out.buf.subarray(off, out.len));
+  out.len = 0;
+}
+
+/**
+ * The epoll engine as memg uses it: the poller hands input over in its round (no promise per
+ * request), replies go out at once; only a full socket falls back to an awaited write.
+ */
+async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
+  for (;;) {
+    const ended = await new Promise<boolean>((resolve) =>
+      conn.armInput(() => {
+        c.room();
+        const n = conn.readNow(c.buf, c.end, c.buf.length - c.end);
+        if (n === 0) return true;
+        if (n < 0) {
+          resolve(true);
+          return false;
+        }
+        c.end += n;
+        c.parse();
+        const sent = conn.sendNow(c.out.buf, c.out.len, false);
+        if (sent === c.out.len) {
+          c.out.len = 0;
+          return true;
+        }
+        c.out.buf.copyWithin(0, sent, c.out.len);
+        c.out.len -= sent;
+        resolve(false);
+        return false;
+      })
+    );
+    if (ended) return;
+    await flush(conn, c.out);
+  }
+}
+
 async function serve(conn: Transport, suffix: Uint8Array): Promise<void> {
   conn.setNoDelay?.(true);
-  let buf = new Uint8Array(64 * 1024);
-  let start = 0;
-  let end = 0;
-  let skip = 0;
-  const out = new Out();
+  const c = new Session(suffix);
   try {
+    if (conn instanceof EpollConn) return await serveEpoll(conn, c);
     for (;;) {
-      if (end === buf.length) {
-        if (start > 0) {
-          buf.copyWithin(0, start, end);
-          end -= start;
-          start = 0;
-        } else {
-          const bigger = new Uint8Array(buf.length * 2);
-          bigger.set(buf);
-          buf = bigger;
-        }
-      }
-      const n = await conn.read(buf.subarray(end));
+      c.room();
+      const n = await conn.read(c.buf.subarray(c.end));
       if (n === null) return;
-      end += n;
-      for (;;) {
-        if (skip > 0) {
-          const k = Math.min(skip, end - start);
-          start += k;
-          skip -= k;
-          if (skip > 0) break;
-        }
-        const lf = buf.indexOf(LF, start);
-        if (lf < 0 || lf >= end) break;
-        const lineEnd = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
-        if (buf[start] === 103 && buf[start + 3] === SPACE) { // "get <key>"
-          out.put(VALUE);
-          out.put(buf, start + 4, lineEnd);
-          out.put(suffix);
-        } else if (buf[start] === 115 && buf[start + 3] === SPACE) { // "set <key> f e <bytes>"
-          skip = lastNumber(buf, start, lineEnd) + 2;
-          out.put(STORED);
-        } else {
-          out.put(ERROR);
-        }
-        start = lf + 1;
-      }
-      if (start === end) start = end = 0;
-      for (let off = 0; off < out.len;) off += await conn.write(out.buf.subarray(off, out.len));
-      out.len = 0;
+      c.end += n;
+      c.parse();
+      await flush(conn, c.out);
     }
   } catch {
     // the client reset the connection
