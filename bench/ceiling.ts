@@ -36,7 +36,10 @@ class Out {
       bigger.set(this.buf.subarray(0, this.len));
       this.buf = bigger;
     }
-    this.buf.set(b.subarray(from, to), this.len);
+    if (n <= 64) {
+      // short ranges (keys) byte by byte: no subarray view to allocate, as memg's reply buffer
+      for (let i = 0; i < n; i++) this.buf[this.len + i] = b[from + i];
+    } else this.buf.set(from === 0 && to === b.length ? b : b.subarray(from, to), this.len);
     this.len += n;
   }
 }

@@ -14,9 +14,13 @@ import { bytes } from "./reply.ts";
 import { listenTls, NOTLS, type TlsCredentials } from "./tls.ts";
 
 const TOO_MANY = bytes("ERROR Too many open connections\r\n");
-/** How often the clock ticks and the background sweeper runs, and for how long at most. */
-const SWEEP_EVERY_MS = 200;
-const SWEEP_BUDGET_MS = 1;
+/**
+ * How often the clock ticks and the background sweeper runs, and for how long at most: short
+ * slices, since requests that arrive meanwhile wait (1 ms every 200 ms gave 1000 clients at
+ * 5,000 req/s a p99 of 0.96-1.07 ms; 0.25 ms every 50 ms, 0.46-0.74 ms).
+ */
+const SWEEP_EVERY_MS = 50;
+const SWEEP_BUDGET_MS = 0.25;
 
 /** Something that accepts connections: a `Deno.Listener` or the epoll engine's. */
 export interface Listener {
