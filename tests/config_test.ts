@@ -14,7 +14,7 @@ import {
   assertThrows,
 } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
-import { START_PERMISSIONS, startMemg } from "./helpers/server.ts";
+import { runMain, START_PERMISSIONS, startMemg } from "./helpers/server.ts";
 import { type Config, parseConfig, UsageError } from "../lib/config.ts";
 
 /** The config `args` give (the action must be "run"). */
@@ -181,16 +181,6 @@ Deno.test("parseConfig: bad command lines are UsageErrors", async (t) => {
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DENO_CONFIG = new URL("../deno.json", import.meta.url).pathname;
-
-/** Runs main.ts with `args` to completion (for flags that exit at once). */
-async function runMain(args: string[]): Promise<Deno.CommandOutput & { out: string; err: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", DENO_CONFIG, ...START_PERMISSIONS, MAIN, ...args],
-    stdin: "null",
-  }).output();
-  const text = new TextDecoder();
-  return { ...output, out: text.decode(output.stdout), err: text.decode(output.stderr) };
-}
 
 Deno.test("the program: a bad flag prints the usage to stderr and exits 64", async () => {
   for (const args of [["-z"], ["--no-such-flag"], ["-I", "100"], ["-o", "bogus=1"]]) {

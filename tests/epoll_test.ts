@@ -26,7 +26,8 @@ import {
   assertThrows,
 } from "./helpers/assert.ts";
 import { latin1, RawClient } from "./helpers/client.ts";
-import { spawnMemg, START_PERMISSIONS, startMemg } from "./helpers/server.ts";
+import { runMain, spawnMemg, START_PERMISSIONS, startMemg } from "./helpers/server.ts";
+import { stat, statBecomes } from "./helpers/stats.ts";
 import { parseConfig, UsageError } from "../lib/config.ts";
 import { decodeSockaddr, encodeSockaddr, parseIp } from "../lib/net/sockaddr.ts";
 
@@ -42,25 +43,6 @@ async function engineOf(c: RawClient): Promise<string> {
   const m = /\r\nSTAT io_engine (\S+)\r\n/.exec(settings);
   assert(m !== null, `no io_engine row in ${JSON.stringify(settings)}`);
   return m[1];
-}
-
-/** One number from `stats`. */
-async function stat(c: RawClient, name: string): Promise<number> {
-  const rows = await c.call("stats\r\n", "END\r\n");
-  const m = new RegExp(`^STAT ${name} (\\d+)\r$`, "m").exec(rows);
-  assert(m !== null, `no STAT ${name}`);
-  return Number(m[1]);
-}
-
-/** Polls `stats` (100 times at most) until `name` equals `want`. */
-async function statBecomes(c: RawClient, name: string, want: number): Promise<void> {
-  let last = -1;
-  for (let i = 0; i < 100; i++) {
-    last = await stat(c, name);
-    if (last === want) return;
-    await sleep(20);
-  }
-  assertEquals(last, want, `STAT ${name}`);
 }
 
 /** A set and a get of `key` on `c`, checked. */
@@ -360,19 +342,6 @@ Deno.test("sockaddr: encode/decode round trips print addresses as Deno does", as
     assertEquals(roundTrip("::ffff:7f00:1", 80).hostname, "::ffff:127.0.0.1");
   });
 });
-
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const DENO_CONFIG = new URL("../deno.json", import.meta.url).pathname;
-
-/** Runs main.ts with `args` to completion (as tests/config_test.ts does). */
-async function runMain(args: string[]): Promise<Deno.CommandOutput & { out: string; err: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", DENO_CONFIG, ...START_PERMISSIONS, MAIN, ...args],
-    stdin: "null",
-  }).output();
-  const text = new TextDecoder();
-  return { ...output, out: text.decode(output.stdout), err: text.decode(output.stderr) };
-}
 
 Deno.test("engine choice: epoll where it can run, Deno's sockets otherwise", async (t) => {
   for (

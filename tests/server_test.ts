@@ -8,27 +8,9 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { latin1, RawClient } from "./helpers/client.ts";
 import { freePort, spawnMemg, startMemg } from "./helpers/server.ts";
+import { stat, statBecomes } from "./helpers/stats.ts";
 
 const dec = new TextDecoder("latin1");
-
-/** One number from `stats`. */
-async function stat(c: RawClient, name: string): Promise<number> {
-  const rows = await c.call("stats\r\n", "END\r\n");
-  const m = new RegExp(`^STAT ${name} (\\d+)\r$`, "m").exec(rows);
-  assert(m !== null, `no STAT ${name}`);
-  return Number(m[1]);
-}
-
-/** Polls `stats` until `name` equals `want` (the server notices a closed peer asynchronously). */
-async function statBecomes(c: RawClient, name: string, want: number): Promise<void> {
-  let last = -1;
-  for (let i = 0; i < 100; i++) {
-    last = await stat(c, name);
-    if (last === want) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assertEquals(last, want, `STAT ${name}`);
-}
 
 Deno.test("5,000 sets and gets pipelined in one write are all answered, in order", async () => {
   const memg = startMemg();

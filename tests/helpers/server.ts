@@ -56,6 +56,18 @@ export const START_PERMISSIONS: string[] = (() => {
   return tasks.start.split(/\s+/).filter((w) => w.startsWith("--allow-") || w === "--no-prompt");
 })();
 
+/** Runs `main.ts` with `args` and the start permissions to completion (flags that exit at once). */
+export async function runMain(
+  args: string[],
+): Promise<Deno.CommandOutput & { out: string; err: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", CONFIG, ...START_PERMISSIONS, MAIN, ...args],
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder();
+  return { ...output, out: text.decode(output.stdout), err: text.decode(output.stderr) };
+}
+
 /** Starts `deno run main.ts -p 0 ...args` and waits for its start-up line. */
 export async function spawnMemg(args: string[] = [], permissions = START_PERMISSIONS) {
   const process = new Deno.Command(Deno.execPath(), {
