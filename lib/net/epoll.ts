@@ -18,7 +18,11 @@
 import {
   AF_INET,
   AF_INET6,
+  EACCES,
+  EADDRINUSE,
+  EADDRNOTAVAIL,
   EAGAIN,
+  ECONNRESET,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EINTR,
@@ -26,6 +30,9 @@ import {
   ENFILE,
   ENOBUFS,
   ENOMEM,
+  EPERM,
+  EPIPE,
+  EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
   EPOLLERR,
@@ -78,16 +85,16 @@ interface Watcher {
 function socketError(code: number, what: string): Error {
   const message = `${what}: os error ${code}`;
   switch (code) {
-    case 104:
+    case ECONNRESET:
       return new Deno.errors.ConnectionReset(message);
-    case 32:
+    case EPIPE:
       return new Deno.errors.BrokenPipe(message);
-    case 98:
+    case EADDRINUSE:
       return new Deno.errors.AddrInUse(message);
-    case 99:
+    case EADDRNOTAVAIL:
       return new Deno.errors.AddrNotAvailable(message);
-    case 13:
-    case 1:
+    case EACCES:
+    case EPERM:
       return new Deno.errors.PermissionDenied(message);
     default:
       return new Error(message);
@@ -120,7 +127,7 @@ class Poller {
 
   constructor(c: Libc) {
     this.#c = c;
-    this.#ep = c.epoll_create1(0o2000000);
+    this.#ep = c.epoll_create1(EPOLL_CLOEXEC);
     this.#wake = c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (this.#ep < 0 || this.#wake < 0) throw socketError(errno(c), "epoll");
     this.#control(EPOLL_CTL_ADD, this.#wake, EPOLLIN | EPOLLET);
@@ -326,7 +333,8 @@ export class EpollConn implements Watcher {
   sendNow(p: Uint8Array, len = p.length, more = false): number {
     if (this.#closed || !this.#writable || this.#writing !== null) return 0;
     // With `more`, the rest of the reply follows at once: the kernel may hold a partial segment.
-    const r = this.#trySend(p, len, more ? MSG_MORE : 0);
+    // (C reads `len` bytes of `p`: never more than `p` holds.)
+    const r = this.#trySend(p, Math.min(len, p.length), more ? MSG_MORE : 0);
     return typeof r === "number" ? r : 0;
   }
 

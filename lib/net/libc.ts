@@ -76,8 +76,6 @@ export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
-export const IPPROTO_IPV6 = 41;
-export const IPV6_V6ONLY = 26;
 export const SHUT_WR = 1;
 export const MSG_NOSIGNAL = 0x4000;
 export const MSG_MORE = 0x8000;
@@ -91,6 +89,7 @@ export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 1 << 31;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
+export const EPOLL_CLOEXEC = 0o2000000;
 export const EINTR = 4;
 export const EAGAIN = 11;
 export const EMFILE = 24;
@@ -100,8 +99,14 @@ export const ENOMEM = 12;
 export const EADDRINUSE = 98;
 export const EADDRNOTAVAIL = 99;
 export const EACCES = 13;
+export const EPERM = 1;
+export const EPIPE = 32;
+export const ECONNRESET = 104;
 
 let loaded: Libc | null | undefined;
+const errnoBuf = new Int32Array(1);
+const errnoBytes = new Uint8Array(errnoBuf.buffer);
+let errnoPtr: Deno.PointerValue = null;
 
 /**
  * The C library, or null where it cannot be used: not Linux, no `ffi` permission, or no
@@ -114,19 +119,17 @@ export function libc(): Libc | null {
   try {
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
     loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Libc;
+    // Found now: looking it up later allocates, and whatever a collection then does could
+    // overwrite the errno it is about to read.
+    errnoPtr = loaded.__errno_location();
   } catch {
     loaded = null;
   }
   return loaded;
 }
 
-const errnoBuf = new Int32Array(1);
-const errnoBytes = new Uint8Array(errnoBuf.buffer);
-let errnoPtr: Deno.PointerValue = null;
-
 /** The calling thread's `errno`: read it right after the call that failed. */
 export function errno(c: Libc): number {
-  errnoPtr ??= c.__errno_location();
   c.memcpy(errnoBytes, errnoPtr, 4);
   return errnoBuf[0];
 }
