@@ -10,10 +10,18 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
 import { startMemg } from "./helpers/server.ts";
-import { createServer } from "../main.ts";
+import {
+  concat,
+  freshCache,
+  int,
+  packet,
+  pick,
+  prng,
+  type Rng,
+  ScriptedConn,
+  split,
+} from "../bench/fuzz.ts";
 import { OPEN, parseSaslPwdb } from "../lib/auth.ts";
-import type { Cache } from "../lib/cache.ts";
-import { parseConfig } from "../lib/config.ts";
 import { Connection, type ConnectionOwner } from "../lib/connection.ts";
 import { BinaryProtocol, Op } from "../lib/protocol/binary.ts";
 import { Step } from "../lib/protocol/session.ts";
@@ -22,59 +30,10 @@ import { ReplyBuffer } from "../lib/reply.ts";
 
 const SEED = 0x5eed1234;
 
-/** mulberry32: a small, fast, seedable PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Rng = () => number;
-const int = (rng: Rng, n: number) => Math.floor(rng() * n);
-const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[int(rng, xs.length)];
-
+/** `n` fresh random bytes (the caller may write to them). */
 function randomBytes(rng: Rng, n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = int(rng, 256);
-  return b;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-/** A request with exact field values (lengths may lie, to build malformed ones). */
-function packet(
-  op: number,
-  key: Uint8Array,
-  extras: Uint8Array,
-  value: Uint8Array,
-  opaque: number,
-  cas = 0n,
-): Uint8Array {
-  const b = new Uint8Array(24 + extras.length + key.length + value.length);
-  const dv = new DataView(b.buffer);
-  b[0] = 0x80;
-  b[1] = op;
-  dv.setUint16(2, key.length);
-  b[4] = extras.length;
-  dv.setUint32(8, extras.length + key.length + value.length);
-  dv.setUint32(12, opaque);
-  dv.setBigUint64(16, cas);
-  b.set(extras, 24);
-  b.set(key, 24 + extras.length);
-  b.set(value, 24 + extras.length + key.length);
   return b;
 }
 
@@ -188,41 +147,11 @@ function hostileRequest(rng: Rng): Uint8Array {
   }
 }
 
-/** A `Deno.Conn` stand-in that yields `chunks` one read at a time and records what is written. */
-class ScriptedConn {
-  readonly #chunks: Uint8Array[];
-  readonly written: Uint8Array[] = [];
-  closed = false;
-  constructor(chunks: Uint8Array[]) {
-    this.#chunks = [...chunks];
-  }
-  read(p: Uint8Array): Promise<number | null> {
-    const next = this.#chunks.shift();
-    if (next === undefined) return Promise.resolve(null);
-    const n = Math.min(p.length, next.length);
-    p.set(next.subarray(0, n));
-    if (n < next.length) this.#chunks.unshift(next.subarray(n));
-    return Promise.resolve(n);
-  }
-  write(p: Uint8Array): Promise<number> {
-    this.written.push(p.slice());
-    return Promise.resolve(p.length);
-  }
-  close(): void {
-    this.closed = true;
-  }
-}
-
 const ARGS = ["-I", "2k", "-m", "8"];
-
-/** A cache on the store `main.ts` builds, with a clock that stands still. */
-function freshCache(): Cache {
-  return createServer(parseConfig(ARGS).config, { now: () => 1_700_000_000 }).cache;
-}
 
 /** Runs `chunks` through a real `Connection` on a fresh cache; returns everything it wrote. */
 async function serve(chunks: Uint8Array[]): Promise<Uint8Array> {
-  const cache = freshCache();
+  const cache = freshCache(ARGS);
   const owner: ConnectionOwner = {
     cache,
     auth: OPEN,
@@ -233,19 +162,6 @@ async function serve(chunks: Uint8Array[]): Promise<Uint8Array> {
   const conn = new ScriptedConn(chunks);
   await new Connection(conn as unknown as Deno.Conn, 0, owner).run();
   return concat(conn.written);
-}
-
-/** Cuts `bytes` at random places (sometimes one byte at a time). */
-function split(rng: Rng, bytes: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let i = 0;
-  const tiny = rng() < 0.2;
-  while (i < bytes.length) {
-    const n = tiny ? 1 + int(rng, 3) : 1 + int(rng, 200);
-    out.push(bytes.subarray(i, i + n));
-    i += n;
-  }
-  return out;
 }
 
 /** Whether `bytes` is a sequence of whole response packets. */
@@ -292,7 +208,7 @@ Deno.test("binary fuzz: garbage never makes the codec throw; replies stay whole 
     const session = {
       reader,
       out,
-      cache: freshCache(),
+      cache: freshCache(ARGS),
       shutdown: () => {},
       connectionRows: () => [],
     };
