@@ -19,19 +19,9 @@ import {
   type TestServer,
 } from "./helpers/server.ts";
 import { Op } from "../lib/protocol/binary.ts";
+import { arithExt, type Req, req, setExt, u32s } from "./helpers/binary.ts";
 
 const MARK = 0xfeedface;
-
-interface Req {
-  op: number;
-  key?: string;
-  extras?: Uint8Array;
-  value?: string | Uint8Array;
-  cas?: bigint;
-  opaque?: number;
-  magic?: number;
-  bodylen?: number;
-}
 
 interface Res {
   op: number;
@@ -41,42 +31,6 @@ interface Res {
   cas: bigint;
   value: Uint8Array;
   raw: Uint8Array;
-}
-
-function req(r: Req): Uint8Array {
-  const key = latin1(r.key ?? "");
-  const ext = r.extras ?? new Uint8Array(0);
-  const val = typeof r.value === "string" ? latin1(r.value) : r.value ?? new Uint8Array(0);
-  const b = new Uint8Array(24 + ext.length + key.length + val.length);
-  const dv = new DataView(b.buffer);
-  b[0] = r.magic ?? 0x80;
-  b[1] = r.op;
-  dv.setUint16(2, key.length);
-  b[4] = ext.length;
-  dv.setUint32(8, r.bodylen ?? ext.length + key.length + val.length);
-  dv.setUint32(12, r.opaque ?? 0);
-  dv.setBigUint64(16, r.cas ?? 0n);
-  b.set(ext, 24);
-  b.set(key, 24 + ext.length);
-  b.set(val, 24 + ext.length + key.length);
-  return b;
-}
-
-function u32s(...values: number[]): Uint8Array {
-  const b = new Uint8Array(values.length * 4);
-  values.forEach((v, i) => new DataView(b.buffer).setUint32(i * 4, v));
-  return b;
-}
-
-const setExt = (flags = 0, exptime = 0) => u32s(flags, exptime);
-
-function arithExt(delta: bigint, initial: bigint, exptime: number): Uint8Array {
-  const b = new Uint8Array(20);
-  const dv = new DataView(b.buffer);
-  dv.setBigUint64(0, delta);
-  dv.setBigUint64(8, initial);
-  dv.setUint32(16, exptime);
-  return b;
 }
 
 /** A request, or one built from the responses so far (to use a CAS the server handed out). */
