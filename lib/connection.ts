@@ -192,7 +192,14 @@ export class Connection implements Session {
     if (n === 0) return true;
     if (n < 0) return this.#resume(INPUT_END);
     this.idle = false;
-    const step = this.#batch(true);
+    let step: Step;
+    try {
+      step = this.#batch(true);
+    } catch (e) {
+      // as `run` treats a failure: this connection ends, the poller and the others go on
+      if (this.cache.config.verbose >= 1) console.error(`memg: connection ${this.id}: ${e}`);
+      return this.#resume(INPUT_END);
+    }
     if (step === Step.More && this.out.pos === 0) {
       this.idle = true;
       return true;

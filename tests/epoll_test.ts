@@ -861,7 +861,9 @@ Deno.test("Deno's own sockets (the metrics server) stay served while epoll clien
         `${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; ` +
         `${(received / 1048576).toFixed(0)} MB of replies meanwhile`,
     );
-    assertLess(p99, 250, `p99 ${p99} ms`);
+    // Starved, it would wait for as long as the clients send (the fetch would time out); the
+    // bound leaves room for a CI machine running other test files at the same time.
+    assertLess(p99, 1000, `p99 ${p99} ms`);
   } finally {
     stop = true;
     for (const c of greedy) {

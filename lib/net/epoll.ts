@@ -229,7 +229,15 @@ class Poller {
     const serving = this.#ready;
     this.#ready = this.#serving;
     this.#serving = serving;
-    for (let i = 0; i < serving.length; i++) serving[i].serve();
+    for (let i = 0; i < serving.length; i++) {
+      try {
+        serving[i].serve();
+      } catch (e) {
+        // A connection's failure is its own: close it, keep the loop for the others.
+        console.error(`memg: closing a connection after an internal error: ${e}`);
+        serving[i].abandon();
+      }
+    }
     serving.length = 0;
   }
 }
@@ -338,6 +346,11 @@ export class EpollConn implements Watcher {
     return typeof r === "number" ? r : 0;
   }
 
+  /** Closes the socket if it is still open (after an internal error). */
+  abandon(): void {
+    if (!this.#closed) this.close();
+  }
+
   /** Sends a FIN after what was written; reads go on. */
   closeWrite(): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("connection closed"));
@@ -345,11 +358,15 @@ export class EpollConn implements Watcher {
     return Promise.resolve();
   }
 
-  /** Closes the socket; a pending read ends with null, a pending write fails. */
+  /**
+   * Closes the socket; a pending read ends with null, a pending write fails, and an armed
+   * `onInput` is called once more to find the end of the stream.
+   */
   close(): void {
     if (this.#closed) throw new Deno.errors.BadResource("connection closed");
     this.#back();
     this.#closed = true;
+    const onInput = this.#armed ? this.#onInput : null;
     this.#armed = false;
     this.#onInput = null;
     this.#poller.remove(this.#fd);
@@ -359,6 +376,7 @@ export class EpollConn implements Watcher {
     this.#reading = this.#writing = null;
     reading?.resolve(null);
     writing?.reject(new Deno.errors.BadResource("connection closed"));
+    onInput?.(); // whoever waits for input sees the end of the stream (readNow: -1)
   }
 
   onEvents(mask: number): void {
