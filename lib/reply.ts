@@ -12,6 +12,9 @@ export interface ByteSink {
 
 const encoder = new TextEncoder();
 
+/** Ranges up to this many bytes are copied byte by byte (see `putRange`). */
+const SHORT_RANGE = 32;
+
 /** Values from this size on go from the store straight to the socket when it can take them. */
 export const DIRECT_SEND_MIN = 16 * 1024;
 
@@ -69,8 +72,13 @@ export class ReplyBuffer {
   /** Appends `src[off, off + len)`. */
   putRange(src: Uint8Array, off: number, len: number): void {
     this.reserve(len);
-    this.buf.set(len === src.length ? src : src.subarray(off, off + len), this.pos);
-    this.pos += len;
+    const buf = this.buf;
+    const pos = this.pos;
+    if (len <= SHORT_RANGE) {
+      // keys, mostly: a loop beats allocating a subarray view for `set`
+      for (let i = 0; i < len; i++) buf[pos + i] = src[off + i];
+    } else buf.set(len === src.length ? src : src.subarray(off, off + len), pos);
+    this.pos = pos + len;
   }
 
   /**
