@@ -17,6 +17,7 @@
  */
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import { spawnMemg } from "../tests/helpers/server.ts";
+import { prng } from "./fuzz.ts";
 
 /** What a run measured. */
 export interface OverloadReport {
@@ -71,18 +72,6 @@ const MB = 1024 * 1024;
 const READ_KEYS = 1000;
 const VALUE_MIN = 100;
 const VALUE_MAX = 500 * 1024;
-
-/** mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function writeAll(conn: Deno.Conn, b: Uint8Array): Promise<void> {
   let off = 0;

@@ -20,6 +20,7 @@ import {
 } from "./helpers/server.ts";
 import { Op } from "../lib/protocol/binary.ts";
 import { arithExt, type Req, req, setExt, u32s } from "./helpers/binary.ts";
+import { prng } from "../bench/fuzz.ts";
 
 const MARK = 0xfeedface;
 
@@ -344,18 +345,6 @@ const SCENARIOS: Record<string, Round[]> = {
     ],
   }],
 };
-
-/** mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A seeded random stream of valid requests (no flush, no time, no CAS that could match). */
 function randomRounds(seed: number): Round[] {
