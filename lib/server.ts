@@ -21,6 +21,13 @@ const TOO_MANY = bytes("ERROR Too many open connections\r\n");
  */
 const SWEEP_EVERY_MS = 50;
 const SWEEP_BUDGET_MS = 0.25;
+/**
+ * Slices that reclaim nothing space the next ones out (1, 3, 7, … ticks skipped, up to this),
+ * as memcached's crawler sleeps while it finds nothing: a cache of items without expiry times
+ * is walked every 1.6 s at most, not every 50 ms. A slice that reclaims something resets it.
+ * Expired items are also reclaimed when read and when their class needs memory.
+ */
+const SWEEP_MAX_SKIP = 31;
 
 /** Something that accepts connections: a `Deno.Listener` or the epoll engine's. */
 export interface Listener {
@@ -105,9 +112,16 @@ export class Server implements ConnectionOwner {
   serve(): void {
     for (const l of this.#listeners) this.#acceptLoop(l);
     const store = this.cache.store;
+    let skip = 0;
+    let skipped = 0;
     this.#timers.push(setInterval(() => {
       store.clock.tick?.();
-      store.sweep(SWEEP_BUDGET_MS);
+      if (skipped < skip) {
+        skipped++;
+        return;
+      }
+      skipped = 0;
+      skip = store.sweep(SWEEP_BUDGET_MS) > 0 ? 0 : Math.min(2 * skip + 1, SWEEP_MAX_SKIP);
     }, SWEEP_EVERY_MS));
     if (this.cache.config.idleTimeout > 0) {
       this.#timers.push(setInterval(() => this.#cutIdle(), 1000));

@@ -307,3 +307,31 @@ Deno.test("-l host:port listens on each given address and port", async () => {
     await memg.close();
   }
 });
+
+Deno.test("expired items are reclaimed in the background, never read, after idle sweeps", async () => {
+  const memg = startMemg();
+  const c = await RawClient.connect(memg.port);
+  try {
+    // Idle first: sweeps that find nothing space themselves out (up to 1.6 s apart).
+    await new Promise((r) => setTimeout(r, 2000));
+    let request = "";
+    for (let i = 0; i < 50; i++) request += `set mortal:${i} 0 1 1 noreply\r\nx\r\n`;
+    for (let i = 0; i < 50; i++) request += `set forever:${i} 0 0 1 noreply\r\nx\r\n`;
+    await c.send(request);
+    assertEquals(await stat(c, "curr_items"), 100);
+    let items = 100;
+    for (let i = 0; i < 80 && items !== 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      items = await stat(c, "curr_items");
+    }
+    assertEquals(items, 50, "the 50 items with a 1 s exptime were not swept within 8 s");
+    const rows = await c.call("stats items\r\n", "END\r\n");
+    const reclaimed = [...rows.matchAll(/^STAT items:\d+:crawler_reclaimed (\d+)\r$/gm)]
+      .reduce((sum, m) => sum + Number(m[1]), 0);
+    assertEquals(reclaimed, 50);
+    assertEquals(await stat(c, "get_expired"), 0);
+  } finally {
+    c.close();
+    await memg.close();
+  }
+});

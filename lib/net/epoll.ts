@@ -183,13 +183,12 @@ class Poller {
     try {
       while (this.#watchers.size > 0) {
         const turnOver = performance.now() - turnStart >= TURN_MS;
-        let n = turnOver ? 0 : c.epoll_wait(ep, events, MAX_EVENTS, 0);
-        if (n === 0 && busy && settled && !turnOver && this.#ready.length === 0) {
-          // Busy a moment ago and every connection has answered: the next request is likely
-          // microseconds away. Waiting here for it (up to 1 ms, within the turn) is cheaper
-          // than a trip through the thread pool.
-          n = c.epoll_wait(ep, events, MAX_EVENTS, SHORT_WAIT_MS);
-        }
+        // Busy a moment ago and every connection has answered: the next request is likely
+        // microseconds away. Waiting here for it (up to 1 ms, within the turn) is cheaper than
+        // a trip through the thread pool. Otherwise just look.
+        const timeout = busy && settled && this.#ready.length === 0 ? SHORT_WAIT_MS : 0;
+        let n: number = turnOver ? 0 : c.epoll_wait(ep, events, MAX_EVENTS, timeout);
+        const wasBusy: boolean = busy;
         busy = n > 0;
         if (turnOver || (n === 0 && this.#ready.length === 0)) {
           // The turn is over (look, and let the event loop run timers, signals and Deno's own
@@ -199,6 +198,8 @@ class Poller {
           n = await c.epoll_wait_async(ep, events, MAX_EVENTS, wait);
           this.#sleeping = false;
           turnStart = performance.now();
+          // A turn leaves the pace as it was; a request that ends a sleep starts a busy spell.
+          busy = n > 0 || (turnOver && wasBusy);
         }
         this.#dispatch(n);
         this.#serve();
