@@ -14,6 +14,8 @@ export interface ByteSource {
 }
 
 const LF = 10;
+/** Bytes `line` scans itself before handing the search to `indexOf`. */
+const SHORT_LINE = 64;
 
 /** A source that can also be read without waiting (the epoll engine's sockets). */
 export interface SyncByteSource extends ByteSource {
@@ -50,8 +52,14 @@ export class BufferedReader {
    * The line is `buf[start, index)` (strip a trailing `\r` yourself).
    */
   line(): number {
-    const i = this.buf.indexOf(LF, this.start);
-    return i >= 0 && i < this.end ? i : -1;
+    const buf = this.buf;
+    const end = this.end;
+    // Request lines are mostly short: a plain loop beats calling indexOf on them.
+    const near = Math.min(end, this.start + SHORT_LINE);
+    for (let i = this.start; i < near; i++) if (buf[i] === LF) return i;
+    if (near === end) return -1;
+    const i = buf.indexOf(LF, near);
+    return i >= 0 && i < end ? i : -1;
   }
 
   /** Whether `n` unread bytes have arrived; when not, makes sure the buffer can hold them. */

@@ -64,9 +64,15 @@ export class ReplyBuffer {
 
   /** Appends bytes. */
   put(src: Uint8Array): void {
-    this.reserve(src.length);
-    this.buf.set(src, this.pos);
-    this.pos += src.length;
+    const len = src.length;
+    this.reserve(len);
+    const buf = this.buf;
+    const pos = this.pos;
+    if (len <= SHORT_RANGE) {
+      // short replies (VALUE, END, STORED): a loop beats calling `set`
+      for (let i = 0; i < len; i++) buf[pos + i] = src[i];
+    } else buf.set(src, pos);
+    this.pos = pos + len;
   }
 
   /** Appends `src[off, off + len)`. */

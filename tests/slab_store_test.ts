@@ -14,6 +14,7 @@ import {
   Mode,
   NONE,
   StoreResult,
+  WARM_MAX,
 } from "../lib/store/store.ts";
 import { SlabStore, type SlabStoreOptions } from "../lib/store/slab.ts";
 import { SlabPages } from "../lib/store/slab_pages.ts";
@@ -282,6 +283,36 @@ Deno.test("slab store", async (t) => {
     assert(hash.hash_power_level >= 20, `hash power ${hash.hash_power_level}`);
     // Seen mid-doubling between calls: the index grows in steps, never in one blocking pass.
     assert(expanding > 0);
+  });
+
+  await t.step("warm changes nothing, mid-doubling too, for present and absent keys", () => {
+    const { store } = fixture({ limitBytes: 64 * MiB });
+    const value = new Uint8Array(100);
+    const keys = new Uint8Array(WARM_MAX * 8);
+    const starts = new Int32Array(WARM_MAX);
+    const lens = new Int32Array(WARM_MAX);
+    let warmedMidDoubling = 0;
+    starts[0] = 0;
+    lens[0] = keyInto(keys, 1);
+    assertEquals(store.warm(keys, starts, lens, 1), 0); // an empty store: no page to look at
+    for (let i = 0; i < 200_000; i++) {
+      put(store, i, value);
+      if (i % 97 !== 0) continue;
+      // keys i - 31 .. i, every third one absent (k<i + 1 000 000>)
+      for (let j = 0; j < WARM_MAX; j++) {
+        const k = j % 3 === 0 ? i + 1_000_000 + j : Math.max(0, i - j);
+        starts[j] = j * 8;
+        lens[j] = keyInto(scratch, k);
+        keys.set(scratch.subarray(0, lens[j]), starts[j]);
+      }
+      const before = JSON.stringify([store.stats, store.extraStats()]);
+      store.warm(keys, starts, lens, WARM_MAX);
+      assertEquals(JSON.stringify([store.stats, store.extraStats()]), before);
+      if (Object.fromEntries(store.extraStats()).hash_is_expanding) warmedMidDoubling++;
+    }
+    assert(warmedMidDoubling > 0, "never warmed while the index was doubling");
+    for (let i = 0; i < 200_000; i++) assertNotEquals(find(store, i), NONE);
+    checkInvariants(store);
   });
 
   await t.step("sweep keeps to its budget and resumes", () => {

@@ -105,6 +105,10 @@ export class MapStore implements Store {
     this.#free.push(ref);
   }
 
+  warm(_buf: Uint8Array, _starts: Int32Array, _lens: Int32Array, _n: number): number {
+    return 0;
+  }
+
   find(key: Uint8Array, off: number, len: number): ItemRef {
     const ref = this.#map.get(keyString(key, off, len));
     if (ref === undefined) return NONE;

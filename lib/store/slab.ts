@@ -48,6 +48,7 @@ import {
   type Store,
   StoreResult,
   type StoreStats,
+  WARM_MAX,
 } from "./store.ts";
 import {
   B_ACTIVE,
@@ -161,6 +162,8 @@ export class SlabStore implements Store {
   private seekPos = 0;
   private flushAt = 0;
   private pagesMoved = 0;
+  /** Scratch for `warm`: the keys' hashes. */
+  private warmHashes = new Int32Array(WARM_MAX);
   private sweepPage = 0;
   private sweepChunk = 0;
 
@@ -210,6 +213,12 @@ export class SlabStore implements Store {
 
   get size(): number {
     return this.stats.curr_items;
+  }
+
+  warm(buf: Uint8Array, starts: Int32Array, lens: Int32Array, n: number): number {
+    const hashes = this.warmHashes;
+    for (let i = 0; i < n; i++) hashes[i] = hashBytes(buf, starts[i], lens[i]);
+    return this.index.warm(hashes, n);
   }
 
   find(key: Uint8Array, off: number, len: number): ItemRef {

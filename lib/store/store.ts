@@ -19,6 +19,9 @@ export type ItemRef = number;
 /** The handle value meaning "no item". */
 export const NONE: ItemRef = -1;
 
+/** The most keys one `Store.warm` call takes. */
+export const WARM_MAX = 32;
+
 /** How `link` places a freshly allocated item, as memcached's store commands do. */
 export const Mode = {
   Set: 0,
@@ -151,6 +154,14 @@ export interface Store {
    * `get_flushed`, `reclaimed`) and reported as `NONE`. Does not bump the LRU: see `bump`.
    */
   find(key: Uint8Array, off: number, len: number): ItemRef;
+
+  /**
+   * A hint that `find` of keys `buf[starts[i], starts[i] + lens[i])`, i < n, follows soon: loads
+   * what those lookups will read first, all at once, so that their cache misses overlap instead
+   * of coming one after another. Changes nothing; the result only keeps the loads from being
+   * optimised away.
+   */
+  warm(buf: Uint8Array, starts: Int32Array, lens: Int32Array, n: number): number;
 
   /**
    * Reserves an item of `valueLength` bytes, not yet visible to `find`. Fill its value with
