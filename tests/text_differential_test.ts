@@ -272,6 +272,18 @@ const SCRIPT: Record<string, Step[]> = {
     { send: "gat -1 g\r\n" },
     { send: "get g\r\n" },
     { send: `get ${Array.from({ length: 40 }, (_, i) => `k${i}`).join(" ")} a\r\n` },
+    // single-key gets, which memg answers on a path of their own: its edges
+    { send: `set ${"L".repeat(250)} 0 0 1\r\nL\r\n` },
+    { send: `get ${"L".repeat(250)}\r\n` },
+    { send: `get ${"L".repeat(251)}\r\n` },
+    { send: "get a\rX\r\n" },
+    { send: "get a\r\r\n" },
+    { send: "get a \r\n" },
+    { send: "get a\tb\r\n" },
+    { send: "set \x7fa\xff 0 0 1\r\nh\r\n" },
+    { send: "get \x7fa\xff\r\n" },
+    { send: "get a\nget g\r\nget nope\r\nget a", replies: 3 },
+    { send: "\r\n" },
   ],
   "delete": [
     { send: "set d 0 0 1\r\nd\r\n" },

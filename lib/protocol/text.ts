@@ -153,6 +153,7 @@ export class TextProtocol implements Protocol {
       if (this.#pending !== Pending.None && !this.#receiveValue()) return Step.More;
       if (out.pos >= FLUSH_AT) return Step.Flush;
       if (r.start >= this.#warmedTo) this.#warmedTo = this.#warm(r.buf, r.start, r.end);
+      if (this.#simpleGet()) continue;
       const lf = r.line();
       if (lf < 0) {
         if (r.buffered > LINE_MAX && !this.#isLongGet()) return Step.Abort;
@@ -343,7 +344,6 @@ export class TextProtocol implements Protocol {
       return Step.More;
     }
     const cache = this.session.cache;
-    const store = cache.store;
     const out = this.session.out;
     let first = 1;
     let exptime = 0;
@@ -371,25 +371,69 @@ export class TextProtocol implements Protocol {
         return Step.More;
       }
       const ref = touch ? cache.touch(t.buf, ks, kl, exptime) : cache.get(t.buf, ks, kl);
-      if (ref === NONE) continue;
-      const vlen = store.valueLength(ref);
-      out.reserve(6 + kl + 48);
-      out.put(R.VALUE);
-      out.putRange(t.buf, ks, kl);
-      out.putByte(32);
-      out.putUint(store.flags(ref));
-      out.putByte(32);
-      out.putUint(vlen);
-      if (withCas) {
-        out.putByte(32);
-        out.putUint(store.cas(ref));
-      }
-      out.crlf();
-      out.putValue(store, ref, vlen, direct);
-      out.crlf();
+      if (ref !== NONE) this.#putHit(t.buf, ks, kl, ref, withCas, direct);
     }
     out.put(R.END);
     return Step.More;
+  }
+
+  /**
+   * Handles the line at the reader's start if it is the commonest request of all, `get` of one
+   * key, exactly `get <key>\r\n` (or `\n`) with a key of 1 to 250 bytes above space: consumes
+   * it and answers as `#get` would, without splitting tokens. False: left for the general path.
+   */
+  #simpleGet(): boolean {
+    const r = this.session.reader;
+    const b = r.buf;
+    const start = r.start;
+    const end = r.end;
+    if (b[start] !== 103 || b[start + 1] !== 101 || b[start + 2] !== 116 || b[start + 3] !== 32) {
+      return false;
+    }
+    const ks = start + 4;
+    const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
+    let k = ks;
+    while (k < limit && b[k] > 32) k++;
+    const kl = k - ks;
+    if (kl === 0 || kl > KEY_MAX_LENGTH || k >= end) return false;
+    let lf = k;
+    if (b[k] === 13) lf = k + 1;
+    if (lf >= end || b[lf] !== 10) return false;
+    r.consume(lf + 1 - start);
+    this.commands++;
+    this.noreply = false;
+    const ref = this.session.cache.get(b, ks, kl);
+    if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
+    this.session.out.put(R.END);
+    return true;
+  }
+
+  /** Appends the `VALUE` line and data block of a hit on key `key[ks, ks + kl)`. */
+  #putHit(
+    key: Uint8Array,
+    ks: number,
+    kl: number,
+    ref: ItemRef,
+    withCas: boolean,
+    direct: boolean,
+  ) {
+    const store = this.session.cache.store;
+    const out = this.session.out;
+    const vlen = store.valueLength(ref);
+    out.reserve(6 + kl + 48);
+    out.put(R.VALUE);
+    out.putRange(key, ks, kl);
+    out.putByte(32);
+    out.putUint(store.flags(ref));
+    out.putByte(32);
+    out.putUint(vlen);
+    if (withCas) {
+      out.putByte(32);
+      out.putUint(store.cas(ref));
+    }
+    out.crlf();
+    out.putValue(store, ref, vlen, direct);
+    out.crlf();
   }
 
   #update(mode: Mode, withCas: boolean, n: number): Step {
