@@ -226,7 +226,7 @@ export class TextProtocol implements Protocol {
     const lens = this.#warmLens;
     let keys = 0;
     let i = from;
-    for (let lines = 0; lines < WARM_MAX; lines++) {
+    for (let lines = 0; lines < WARM_MAX && keys < WARM_MAX; lines++) {
       if (
         i + 4 > end || buf[i] !== 103 || buf[i + 1] !== 101 || buf[i + 2] !== 116 ||
         buf[i + 3] !== 32
@@ -236,8 +236,8 @@ export class TextProtocol implements Protocol {
         while (k < end && buf[k] === 32) k++;
         const ks = k;
         while (k < end && buf[k] > 32) k++;
-        if (k === end || keys === WARM_MAX) break;
-        if (k > ks && k - ks <= KEY_MAX_LENGTH) {
+        if (k === end) break;
+        if (k > ks && k - ks <= KEY_MAX_LENGTH && keys < WARM_MAX) {
           starts[keys] = ks;
           lens[keys++] = k - ks;
         }
