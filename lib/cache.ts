@@ -105,8 +105,17 @@ export class Cache {
 
   /** `get`: a live item bumped in the LRU, or `NONE`; counts cmd_get and hits/misses. */
   get(key: Uint8Array, off: number, len: number): ItemRef {
+    return this.#counted(this.store.find(key, off, len));
+  }
+
+  /** `get` of a key whose hash `Store.warm` gave (the bytes unchanged since). */
+  getHashed(key: Uint8Array, off: number, len: number, hash: number): ItemRef {
+    return this.#counted(this.store.findHashed(key, off, len, hash));
+  }
+
+  /** `get`'s counting and LRU bump of what the store found. */
+  #counted(ref: ItemRef): ItemRef {
     this.counters.cmd_get++;
-    const ref = this.store.find(key, off, len);
     if (ref === NONE) {
       this.counters.get_misses++;
       return NONE;

@@ -285,16 +285,17 @@ Deno.test("slab store", async (t) => {
     assert(expanding > 0);
   });
 
-  await t.step("warm changes nothing, mid-doubling too, for present and absent keys", () => {
+  await t.step("warm changes nothing and its hashes find what find finds, mid-doubling too", () => {
     const { store } = fixture({ limitBytes: 64 * MiB });
     const value = new Uint8Array(100);
     const keys = new Uint8Array(WARM_MAX * 8);
     const starts = new Int32Array(WARM_MAX);
     const lens = new Int32Array(WARM_MAX);
+    const hashes = new Int32Array(WARM_MAX);
     let warmedMidDoubling = 0;
     starts[0] = 0;
     lens[0] = keyInto(keys, 1);
-    assertEquals(store.warm(keys, starts, lens, 1), 0); // an empty store: no page to look at
+    assertEquals(store.warm(keys, starts, lens, hashes, 1), 0); // an empty store: no page to look at
     for (let i = 0; i < 200_000; i++) {
       put(store, i, value);
       if (i % 97 !== 0) continue;
@@ -306,8 +307,13 @@ Deno.test("slab store", async (t) => {
         keys.set(scratch.subarray(0, lens[j]), starts[j]);
       }
       const before = JSON.stringify([store.stats, store.extraStats()]);
-      store.warm(keys, starts, lens, WARM_MAX);
+      store.warm(keys, starts, lens, hashes, WARM_MAX);
       assertEquals(JSON.stringify([store.stats, store.extraStats()]), before);
+      for (let j = 0; j < WARM_MAX; j++) {
+        const found = store.findHashed(keys, starts[j], lens[j], hashes[j]);
+        assertEquals(found, store.find(keys, starts[j], lens[j]));
+        assertEquals(found === NONE, j % 3 === 0);
+      }
       if (Object.fromEntries(store.extraStats()).hash_is_expanding) warmedMidDoubling++;
     }
     assert(warmedMidDoubling > 0, "never warmed while the index was doubling");

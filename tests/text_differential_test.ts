@@ -284,6 +284,11 @@ const SCRIPT: Record<string, Step[]> = {
     { send: "get \x7fa\xff\r\n" },
     { send: "get a\nget g\r\nget nope\r\nget a", replies: 3 },
     { send: "\r\n" },
+    // one read: a two-key get, a set, then one single-key get (each read's get keys are hashed
+    // ahead in batches; the single key must not take the hash of the earlier batch's key)
+    { send: "set w1 0 0 1\r\n1\r\nset w2 0 0 1\r\n2\r\n", replies: 2 },
+    { send: "get w1 w2\r\nset w3 0 0 1\r\n3\r\nget w2\r\nset w4 0 0 1\r\n4\r\n", replies: 4 },
+    { send: "get w3\r\nget w1\r\nget w2 w3\r\nget w3\r\nget w4\r\n", replies: 5 },
   ],
   "delete": [
     { send: "set d 0 0 1\r\nd\r\n" },

@@ -121,8 +121,13 @@ export class TextProtocol implements Protocol {
   #warmedTo = 0;
   /** Where the results of `Store.warm` go (they mean nothing). */
   #sink = 0;
+  /** The keys `#warm` hashed in this `process` call, in buffer order, and their hashes. */
   readonly #warmStarts = new Int32Array(WARM_MAX);
   readonly #warmLens = new Int32Array(WARM_MAX);
+  readonly #warmHashes = new Int32Array(WARM_MAX);
+  #warmCount = 0;
+  /** The first of those keys `#simpleGet` has not passed yet. */
+  #warmNext = 0;
 
   constructor(session: Session, meta: MetaCommands | null) {
     this.session = session;
@@ -143,6 +148,7 @@ export class TextProtocol implements Protocol {
     const r = this.session.reader;
     const out = this.session.out;
     this.#warmedTo = -1;
+    this.#warmCount = 0;
     for (;;) {
       if (this.#swallow > 0) {
         const n = Math.min(this.#swallow, r.buffered);
@@ -226,6 +232,8 @@ export class TextProtocol implements Protocol {
     const lens = this.#warmLens;
     let keys = 0;
     let i = from;
+    this.#warmCount = 0; // the arrays are about to hold other keys
+    this.#warmNext = 0;
     for (let lines = 0; lines < WARM_MAX && keys < WARM_MAX; lines++) {
       if (
         i + 4 > end || buf[i] !== 103 || buf[i + 1] !== 101 || buf[i + 2] !== 116 ||
@@ -247,7 +255,10 @@ export class TextProtocol implements Protocol {
       if (k === end) break;
       i = k + 1;
     }
-    if (keys > 1) this.#sink ^= this.session.cache.store.warm(buf, starts, lens, keys);
+    if (keys > 1) {
+      this.#sink ^= this.session.cache.store.warm(buf, starts, lens, this.#warmHashes, keys);
+      this.#warmCount = keys;
+    }
     return i;
   }
 
@@ -402,10 +413,23 @@ export class TextProtocol implements Protocol {
     r.consume(lf + 1 - start);
     this.commands++;
     this.noreply = false;
-    const ref = this.session.cache.get(b, ks, kl);
+    const ref = this.#warmed(ks, kl)
+      ? this.session.cache.getHashed(b, ks, kl, this.#warmHashes[this.#warmNext++])
+      : this.session.cache.get(b, ks, kl);
     if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
     this.session.out.put(R.END);
     return true;
+  }
+
+  /**
+   * Whether the key at `[ks, ks + kl)` of the reader's buffer is the next one `#warm` hashed in
+   * this `process` call: the buffer has not changed since, so its hash is still the key's.
+   */
+  #warmed(ks: number, kl: number): boolean {
+    const starts = this.#warmStarts;
+    while (this.#warmNext < this.#warmCount && starts[this.#warmNext] < ks) this.#warmNext++;
+    return this.#warmNext < this.#warmCount && starts[this.#warmNext] === ks &&
+      this.#warmLens[this.#warmNext] === kl;
   }
 
   /** Appends the `VALUE` line and data block of a hit on key `key[ks, ks + kl)`. */

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { NONE } from "./store.ts";
+import { NONE, WARM_MAX } from "./store.ts";
 import { ITEM_HEADER, KEY_MASK, type SlabPages, W_HASH, W_HNEXT, W_META } from "./slab_pages.ts";
 
 /** FNV-1a over the bytes, finished with murmur3's fmix32; a signed 32-bit integer. */
@@ -36,6 +36,8 @@ export class HashIndex {
   private migrated = 0;
   /** The array `locate` chose. */
   private at: Int32Array = EMPTY;
+  /** Scratch for `warm`: the buckets' first items. */
+  private readonly warmRefs = new Int32Array(WARM_MAX);
 
   constructor(private readonly mem: SlabPages) {
     this.table = new Int32Array(1 << INITIAL_POWER);
@@ -87,11 +89,16 @@ export class HashIndex {
    */
   warm(hashes: Int32Array, n: number): number {
     const { shift, mask, i32 } = this.mem;
-    let sink = 0;
-    // A short loop with no dependency between keys: the CPU runs their loads side by side.
+    const refs = this.warmRefs;
+    // Two short loops with no dependency between keys: the CPU runs their loads side by side,
+    // first every bucket, then every first item.
     for (let i = 0; i < n; i++) {
       const b = this.locate(hashes[i]);
-      const ref = this.at[b] - 1;
+      refs[i] = this.at[b] - 1;
+    }
+    let sink = 0;
+    for (let i = 0; i < n; i++) {
+      const ref = refs[i];
       if (ref === NONE) continue;
       const words = i32[ref >>> shift];
       const w = (ref & mask) << 1;

@@ -105,8 +105,18 @@ export class MapStore implements Store {
     this.#free.push(ref);
   }
 
-  warm(_buf: Uint8Array, _starts: Int32Array, _lens: Int32Array, _n: number): number {
+  warm(
+    _buf: Uint8Array,
+    _starts: Int32Array,
+    _lens: Int32Array,
+    _hashes: Int32Array,
+    _n: number,
+  ): number {
     return 0;
+  }
+
+  findHashed(key: Uint8Array, off: number, len: number, _hash: number): ItemRef {
+    return this.find(key, off, len);
   }
 
   find(key: Uint8Array, off: number, len: number): ItemRef {

@@ -48,7 +48,6 @@ import {
   type Store,
   StoreResult,
   type StoreStats,
-  WARM_MAX,
 } from "./store.ts";
 import {
   B_ACTIVE,
@@ -162,8 +161,6 @@ export class SlabStore implements Store {
   private seekPos = 0;
   private flushAt = 0;
   private pagesMoved = 0;
-  /** Scratch for `warm`: the keys' hashes. */
-  private warmHashes = new Int32Array(WARM_MAX);
   private sweepPage = 0;
   private sweepChunk = 0;
 
@@ -215,14 +212,23 @@ export class SlabStore implements Store {
     return this.stats.curr_items;
   }
 
-  warm(buf: Uint8Array, starts: Int32Array, lens: Int32Array, n: number): number {
-    const hashes = this.warmHashes;
+  warm(
+    buf: Uint8Array,
+    starts: Int32Array,
+    lens: Int32Array,
+    hashes: Int32Array,
+    n: number,
+  ): number {
     for (let i = 0; i < n; i++) hashes[i] = hashBytes(buf, starts[i], lens[i]);
     return this.index.warm(hashes, n);
   }
 
   find(key: Uint8Array, off: number, len: number): ItemRef {
     return this.lookup(key, off, len, hashBytes(key, off, len), this.tick());
+  }
+
+  findHashed(key: Uint8Array, off: number, len: number, hash: number): ItemRef {
+    return this.lookup(key, off, len, hash, this.tick());
   }
 
   alloc(

@@ -158,10 +158,19 @@ export interface Store {
   /**
    * A hint that `find` of keys `buf[starts[i], starts[i] + lens[i])`, i < n, follows soon: loads
    * what those lookups will read first, all at once, so that their cache misses overlap instead
-   * of coming one after another. Changes nothing; the result only keeps the loads from being
-   * optimised away.
+   * of coming one after another, and sets `hashes[i]` to the key's hash for `findHashed`.
+   * Changes nothing in the store; the result only keeps the loads from being optimised away.
    */
-  warm(buf: Uint8Array, starts: Int32Array, lens: Int32Array, n: number): number;
+  warm(
+    buf: Uint8Array,
+    starts: Int32Array,
+    lens: Int32Array,
+    hashes: Int32Array,
+    n: number,
+  ): number;
+
+  /** `find`, given the hash `warm` set for this key (the bytes unchanged since). */
+  findHashed(key: Uint8Array, off: number, len: number, hash: number): ItemRef;
 
   /**
    * Reserves an item of `valueLength` bytes, not yet visible to `find`. Fill its value with
