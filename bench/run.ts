@@ -24,7 +24,7 @@ import {
   type Settings,
   title,
 } from "./scenarios.ts";
-import { compiledMemg, killServers, memgBinaryExists } from "./servers.ts";
+import { compiledMemg, killServers, MEMG_V8_FLAGS, memgBinaryExists } from "./servers.ts";
 
 const USAGE = `usage: deno task bench [--scenario N[,N...]]... [--duration S] [--warmup S]
                        [--rounds N] [--quick] [--json FILE] [--profile]
@@ -117,11 +117,12 @@ async function main(): Promise<number> {
   const roundCount = positive(flags.rounds, "rounds", 1);
   if (!Number.isInteger(roundCount) || roundCount < 1) fail("--rounds wants a whole number ≥ 1");
 
+  const run = `deno run -A ${MEMG_V8_FLAGS.join(" ")}`;
   const memg = profileDir !== null
-    ? "deno run -A --cpu-prof main.ts (profiling)"
+    ? `${run} --cpu-prof main.ts (profiling)`
     : settings.memgBinary ?? (memgBinaryExists()
-      ? "deno run -A main.ts (./memg is older than the sources: not used)"
-      : "deno run -A main.ts");
+      ? `${run} main.ts (./memg is older than the sources: not used)`
+      : `${run} main.ts`);
   console.log(
     `memg benchmark, commit ${gitCommit()}, ${new Date().toISOString()}\n` +
       `memg: ${memg}; memcached: /usr/bin/memcached -t 1\n` +
