@@ -116,11 +116,23 @@ async function flush(conn: Transport, out: Out): Promise<void> {
 
 /**
  * The epoll engine as memg uses it: the poller hands input over in its round (no promise per
- * request), replies go out at once; only a full socket falls back to an awaited write.
+ * request), replies go out at the end of the round; only a full socket falls back to an
+ * awaited write.
  */
 async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
   for (;;) {
-    const ended = await new Promise<boolean>((resolve) =>
+    const ended = await new Promise<boolean>((resolve) => {
+      const sendRound = () => {
+        const sent = conn.sendNow(c.out.buf, c.out.len, false);
+        if (sent === c.out.len) {
+          c.out.len = 0;
+          return;
+        }
+        c.out.buf.copyWithin(0, sent, c.out.len);
+        c.out.len -= sent;
+        conn.disarm();
+        resolve(false);
+      };
       conn.armInput(() => {
         c.room();
         const n = conn.readNow(c.buf, c.end, c.buf.length - c.end);
@@ -131,17 +143,10 @@ async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
         }
         c.end += n;
         c.parse();
-        const sent = conn.sendNow(c.out.buf, c.out.len, false);
-        if (sent === c.out.len) {
-          c.out.len = 0;
-          return true;
-        }
-        c.out.buf.copyWithin(0, sent, c.out.len);
-        c.out.len -= sent;
-        resolve(false);
-        return false;
-      })
-    );
+        if (c.out.len > 0) conn.afterRound(sendRound);
+        return true;
+      });
+    });
     if (ended) return;
     await flush(conn, c.out);
   }

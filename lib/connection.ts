@@ -78,6 +78,8 @@ export interface Transport {
 /** The epoll engine's sockets: input is handed over in the poller's round (`armInput`). */
 interface SyncTransport extends Transport, SyncByteSource {
   armInput(onInput: () => boolean): void;
+  disarm(): void;
+  afterRound(f: () => void): void;
 }
 
 /** A live client connection. */
@@ -194,17 +196,31 @@ export class Connection implements Session {
     this.idle = false;
     let step: Step;
     try {
-      step = this.#batch(true);
+      step = this.#batch(true, false);
     } catch (e) {
       // as `run` treats a failure: this connection ends, the poller and the others go on
       if (this.cache.config.verbose >= 1) console.error(`memg: connection ${this.id}: ${e}`);
       return this.#resume(INPUT_END);
     }
-    if (step === Step.More && this.out.pos === 0) {
+    if (step === Step.More) {
+      // the replies leave at the end of the poller's round, with the other connections'
+      if (this.out.pos > 0) (this.transport as SyncTransport).afterRound(this.#sendRound);
       this.idle = true;
       return true;
     }
+    if (step !== Step.Abort) this.#sendNow();
     return this.#resume(step);
+  };
+
+  /** End of the poller's round: sends the replies `#onInput` left; what the socket does not
+   * take, `run` sends, waiting for input again after. */
+  readonly #sendRound = (): void => {
+    if (this.out.pos === 0) return;
+    this.#sendNow();
+    if (this.out.pos === 0) return;
+
+    (this.transport as SyncTransport).disarm();
+    this.#resume(Step.More);
   };
 
   /** Serves the connection until it ends; never throws. */
@@ -227,14 +243,14 @@ export class Connection implements Session {
         if (got === INPUT_END || (got === INPUT_READY && this.#owner.closing)) break;
         this.idle = false;
         // a batch `#onInput` began, or the input `fill` brought
-        let step: Step = got === INPUT_READY ? this.#batch(true) : got as Step;
+        let step: Step = got === INPUT_READY ? this.#batch(true, true) : got as Step;
         while (step !== Step.Abort) {
           if (this.out.pos > 0) {
             await this.out.send(this.transport);
             this.#lastSend = Date.now();
           }
           if (step !== Step.Flush) break;
-          step = this.#batch(false);
+          step = this.#batch(false, true);
         }
         if (step === Step.Close || step === Step.Abort) break;
         if (this.#busy >= TURN_MS) {
@@ -270,10 +286,10 @@ export class Connection implements Session {
   }
 
   /**
-   * Handles every complete command in the reader (`fresh`: input just arrived) and sends the
-   * replies at once if the socket takes them (what it does not stays in `out`).
+   * Handles every complete command in the reader (`fresh`: input just arrived) and, with
+   * `send`, sends the replies at once if the socket takes them (what it does not stays in `out`).
    */
-  #batch(fresh: boolean): Step {
+  #batch(fresh: boolean, send: boolean): Step {
     const counters = this.cache.counters;
     const r = this.reader;
     counters.bytes_read += r.bytesRead - this.#readBefore;
@@ -291,15 +307,25 @@ export class Connection implements Session {
     }
     if (step !== Step.Abort) {
       if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
-      if (this.out.pos > 0 && this.out.sendAtOnce()) this.#lastSend = Date.now();
+      if (send) this.#sendNow();
     }
     if (protocol.commands !== this.#commands) {
       this.#commands = protocol.commands;
       this.lastActive = this.cache.now();
     }
-    counters.bytes_written += this.out.bytesWritten - this.#writtenBefore;
-    this.#writtenBefore = this.out.bytesWritten;
+    this.#countWritten();
     return step;
+  }
+
+  /** Sends the pending replies if the socket takes them all at once (the rest stays in `out`). */
+  #sendNow(): void {
+    if (this.out.pos > 0 && this.out.sendAtOnce()) this.#lastSend = Date.now();
+    this.#countWritten();
+  }
+
+  #countWritten(): void {
+    this.cache.counters.bytes_written += this.out.bytesWritten - this.#writtenBefore;
+    this.#writtenBefore = this.out.bytesWritten;
   }
 
   /** Shutdown: reads and drops what the client still sends until it closes (or `LINGER_MS`). */

@@ -531,6 +531,40 @@ Deno.test("back-pressure: 200 × 512 KB to a client that waits, another served m
   }
 });
 
+Deno.test("back-pressure: small replies of many reads to a client that waits (the round's sends come up short)", async (t) => {
+  const SIZE = 4000;
+  const WRITES = 120;
+  const GETS = 40; // 160 KB of replies per write: under FLUSH_AT, so they leave at the round's end
+  for (const engine of ENGINES) {
+    await t.step(`--io ${engine}`, async () => {
+      const memg = startMemg(["--io", engine]);
+      const slow = await RawClient.connect(memg.port);
+      const other = await RawClient.connect(memg.port);
+      try {
+        const value = pattern(SIZE, 5);
+        await slow.send(join(`set k 3 0 ${SIZE}\r\n`, value, "\r\n"));
+        assertEquals(await slow.readLine(), "STORED");
+        // ~19 MB of replies, one write (and mostly one read) at a time: once the socket is full,
+        // each round's send takes part or nothing, and the rest waits for EPOLLOUT
+        for (let i = 0; i < WRITES; i++) {
+          await slow.send("get k\r\n".repeat(GETS));
+          await sleep(2);
+        }
+        await setGet(other, "meanwhile");
+        const block = join(`VALUE k 3 ${SIZE}\r\n`, value, "\r\nEND\r\n");
+        await expectRepeated(slow.conn, block, WRITES * GETS, 15000);
+        assertMatch(await slow.call("version\r\n"), /^VERSION /);
+        await setGet(other, "after");
+        assertEquals(await stat(other, "get_hits"), WRITES * GETS + 2);
+      } finally {
+        slow.close();
+        other.close();
+        await memg.close();
+      }
+    });
+  }
+});
+
 Deno.test("a client that resets the connection while memg is blocked sending", async (t) => {
   const SIZE = 512 * 1024;
   for (const engine of ENGINES) {

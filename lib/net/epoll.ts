@@ -119,6 +119,8 @@ class Poller {
   /** Connections waiting to read whose socket has input (or may have): served next round. */
   #ready: EpollConn[] = [];
   #serving: EpollConn[] = [];
+  /** What `afterRound` asked to run once every connection of this round has had its read. */
+  #after: Array<() => void> = [];
   /** Connections handed input this round that have not yet come back for more. */
   inflight = 0;
   #loop: Promise<void> | null = null;
@@ -147,6 +149,11 @@ class Poller {
     if (!this.#watchers.delete(fd)) return;
     this.#control(EPOLL_CTL_DEL, fd, 0);
     if (this.#watchers.size === 0) this.#wakeUp();
+  }
+
+  /** Runs `f` at the end of this round, after every ready connection has had its turn. */
+  afterRound(f: () => void): void {
+    this.#after.push(f);
   }
 
   /** Queues a connection that waits to read and has input, for the next round. */
@@ -225,7 +232,11 @@ class Poller {
     }
   }
 
-  /** One read for every connection queued by `schedule`. */
+  /**
+   * One read for every connection queued by `schedule`, then what they left for the end of
+   * the round (their replies: every send of a round after every read, so that the kernel's
+   * send work does not run between one connection's parsing and the next one's).
+   */
   #serve(): void {
     const serving = this.#ready;
     this.#ready = this.#serving;
@@ -240,6 +251,15 @@ class Poller {
       }
     }
     serving.length = 0;
+    const after = this.#after;
+    for (let i = 0; i < after.length; i++) {
+      try {
+        after[i]();
+      } catch (e) {
+        console.error(`memg: internal error at the end of a round: ${e}`);
+      }
+    }
+    after.length = 0;
   }
 }
 
@@ -310,6 +330,24 @@ export class EpollConn implements Watcher {
     this.#onInput = onInput;
     this.#armed = true;
     if (this.#readable) this.#schedule();
+  }
+
+  /**
+   * Stops calling `onInput`: the connection has handed over to asynchronous work (as when
+   * `onInput` returns false), which ends by arming again, writing, or closing.
+   */
+  disarm(): void {
+    if (!this.#armed) return;
+    this.#armed = false;
+    this.#onInput = null;
+    if (this.#owed) return;
+    this.#owed = true;
+    this.#poller.inflight++;
+  }
+
+  /** Has the poller call `f` at the end of its current round (see `Poller.afterRound`). */
+  afterRound(f: () => void): void {
+    this.#poller.afterRound(f);
   }
 
   /**
