@@ -133,18 +133,22 @@ async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
         conn.disarm();
         resolve(false);
       };
-      conn.armInput(() => {
-        c.room();
-        const n = conn.readNow(c.buf, c.end, c.buf.length - c.end);
-        if (n === 0) return true;
-        if (n < 0) {
-          resolve(true);
-          return false;
-        }
-        c.end += n;
-        c.parse();
-        if (c.out.len > 0) conn.afterRound(sendRound);
-        return true;
+      conn.armInput({
+        read: () => {
+          c.room();
+          return conn.readNow(c.buf, c.end, c.buf.length - c.end);
+        },
+        input: (n) => {
+          if (n === 0) return true;
+          if (n < 0) {
+            resolve(true);
+            return false;
+          }
+          c.end += n;
+          c.parse();
+          if (c.out.len > 0) conn.afterRound(sendRound);
+          return true;
+        },
       });
     });
     if (ended) return;

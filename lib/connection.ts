@@ -14,6 +14,7 @@ import { MetaProtocol } from "./protocol/meta.ts";
 import { TextProtocol } from "./protocol/text.ts";
 import { BufferedReader, type SyncByteSource } from "./reader.ts";
 import { ReplyBuffer } from "./reply.ts";
+import type { InputHandler } from "./net/epoll.ts";
 
 /** How long a connection may keep the event loop to itself before it lets the others run. */
 const TURN_MS = 1;
@@ -77,7 +78,7 @@ export interface Transport {
 
 /** The epoll engine's sockets: input is handed over in the poller's round (`armInput`). */
 interface SyncTransport extends Transport, SyncByteSource {
-  armInput(onInput: () => boolean): void;
+  armInput(handler: InputHandler): void;
   disarm(): void;
   afterRound(f: () => void): void;
 }
@@ -185,12 +186,17 @@ export class Connection implements Session {
   }
 
   /**
-   * Epoll sockets: the poller calls this in its round when input may be waiting while `run`
-   * waits for input. The common case (a read's commands answered and sent at once) runs to
-   * the end here, with no promise; anything else is handed to `run`. True: still waiting.
+   * Epoll sockets: the poller calls this in its rounds while `run` waits for input. The
+   * common case (a read's commands answered, the replies left for the round's end) runs to
+   * the end there, with no promise; anything else is handed to `run`.
    */
-  readonly #onInput = (): boolean => {
-    const n = this.#owner.closing ? -1 : this.reader.fillNow(this.transport as SyncTransport);
+  readonly #input: InputHandler = {
+    read: () => this.#owner.closing ? -1 : this.reader.fillNow(this.transport as SyncTransport),
+    input: (n) => this.#onInput(n),
+  };
+
+  /** `#input`'s handling of what its read got. True: still waiting. */
+  #onInput(n: number): boolean {
     if (n === 0) return true;
     if (n < 0) return this.#resume(INPUT_END);
     this.idle = false;
@@ -210,15 +216,16 @@ export class Connection implements Session {
     }
     if (step !== Step.Abort) this.#sendNow();
     return this.#resume(step);
-  };
+  }
 
-  /** End of the poller's round: sends the replies `#onInput` left; what the socket does not
-   * take, `run` sends, waiting for input again after. */
+  /**
+   * The end of the poller's round: sends the replies `#onInput` left. What the socket does not
+   * take, `run` sends, and waits for input again after.
+   */
   readonly #sendRound = (): void => {
     if (this.out.pos === 0) return;
     this.#sendNow();
     if (this.out.pos === 0) return;
-
     (this.transport as SyncTransport).disarm();
     this.#resume(Step.More);
   };
@@ -235,7 +242,7 @@ export class Connection implements Session {
         const got = polled
           ? await new Promise<number>((resolve) => {
             this.#waiting = resolve;
-            (this.transport as SyncTransport).armInput(this.#onInput);
+            (this.transport as SyncTransport).armInput(this.#input);
           })
           : (await this.reader.fill())
           ? INPUT_READY

@@ -233,9 +233,10 @@ class Poller {
   }
 
   /**
-   * One read for every connection queued by `schedule`, then what they left for the end of
-   * the round (their replies: every send of a round after every read, so that the kernel's
-   * send work does not run between one connection's parsing and the next one's).
+   * A round for the connections queued by `schedule`: first every read, then every
+   * connection's handling of its input, then what they left for the end of the round (their
+   * replies). The kernel's read and send work then does not run between one connection's
+   * parsing and the next one's.
    */
   #serve(): void {
     const serving = this.#ready;
@@ -243,11 +244,16 @@ class Poller {
     this.#serving = serving;
     for (let i = 0; i < serving.length; i++) {
       try {
+        serving[i].readAhead();
+      } catch (e) {
+        this.#failed(serving[i], e);
+      }
+    }
+    for (let i = 0; i < serving.length; i++) {
+      try {
         serving[i].serve();
       } catch (e) {
-        // A connection's failure is its own: close it, keep the loop for the others.
-        console.error(`memg: closing a connection after an internal error: ${e}`);
-        serving[i].abandon();
+        this.#failed(serving[i], e);
       }
     }
     serving.length = 0;
@@ -261,6 +267,12 @@ class Poller {
     }
     after.length = 0;
   }
+
+  /** A connection's failure is its own: close it, keep the loop for the others. */
+  #failed(conn: EpollConn, e: unknown): void {
+    console.error(`memg: closing a connection after an internal error: ${e}`);
+    conn.abandon();
+  }
 }
 
 let poller: Poller | null = null;
@@ -271,6 +283,17 @@ interface Waiter<T> {
   resolve(v: T): void;
   reject(e: Error): void;
 }
+
+/** How the poller serves a connection that waits for input (see `EpollConn.armInput`). */
+export interface InputHandler {
+  /** Reads what has arrived, with `readNow`: the byte count, 0 if nothing has, -1 at the end. */
+  read(): number;
+  /** Handles what `read` returned: true to go on waiting, false once handed to async work. */
+  input(got: number): boolean;
+}
+
+/** `EpollConn.#got` when this round has not read for the connection yet. */
+const NOT_READ = -2;
 
 /** A non-blocking TCP socket served by the poller, with `Deno.Conn`'s read/write contract. */
 export class EpollConn implements Watcher {
@@ -294,7 +317,9 @@ export class EpollConn implements Watcher {
   #reading: Waiter<number | null> | null = null;
   #writing: Waiter<number> | null = null;
   /** Called in the poller's round while armed and input may be waiting (see `armInput`). */
-  #onInput: (() => boolean) | null = null;
+  #handler: InputHandler | null = null;
+  /** What `readAhead` read this round for the handler, or NOT_READ. */
+  #got = NOT_READ;
   #armed = false;
 
   constructor(c: Libc, p: Poller, fd: number, local: Deno.NetAddr, remote: Deno.NetAddr) {
@@ -319,27 +344,28 @@ export class EpollConn implements Watcher {
   }
 
   /**
-   * Waits for input by having the poller call `onInput` in its round (synchronously, no
-   * promise) instead of through `read`. `onInput` reads with `readNow`; it returns true to go on
-   * waiting this way, false when it has handed over to asynchronous work (which ends by arming
-   * again, writing, or closing).
+   * Waits for input by having the poller call the handler in its rounds (synchronously, no
+   * promise) instead of through `read`: `read` with every other ready connection's, then
+   * `input` with what it read. `input` returns true to go on waiting this way, false when it
+   * has handed over to asynchronous work (which ends by arming again, writing, or closing).
    */
-  armInput(onInput: () => boolean): void {
+  armInput(handler: InputHandler): void {
     this.#back();
     if (this.#closed) return;
-    this.#onInput = onInput;
+    this.#handler = handler;
+    this.#got = NOT_READ;
     this.#armed = true;
     if (this.#readable) this.#schedule();
   }
 
   /**
-   * Stops calling `onInput`: the connection has handed over to asynchronous work (as when
-   * `onInput` returns false), which ends by arming again, writing, or closing.
+   * Stops calling the input handler: the connection has handed over to asynchronous work (as
+   * when `input` returns false), which ends by arming again, writing, or closing.
    */
   disarm(): void {
     if (!this.#armed) return;
     this.#armed = false;
-    this.#onInput = null;
+    this.#handler = null;
     if (this.#owed) return;
     this.#owed = true;
     this.#poller.inflight++;
@@ -399,15 +425,16 @@ export class EpollConn implements Watcher {
 
   /**
    * Closes the socket; a pending read ends with null, a pending write fails, and an armed
-   * `onInput` is called once more to find the end of the stream.
+   * input handler is told of the end of the stream.
    */
   close(): void {
     if (this.#closed) throw new Deno.errors.BadResource("connection closed");
     this.#back();
     this.#closed = true;
-    const onInput = this.#armed ? this.#onInput : null;
+    const handler = this.#armed ? this.#handler : null;
     this.#armed = false;
-    this.#onInput = null;
+    this.#handler = null;
+    this.#got = NOT_READ;
     this.#poller.remove(this.#fd);
     this.#c.close(this.#fd);
     const reading = this.#reading;
@@ -415,7 +442,7 @@ export class EpollConn implements Watcher {
     this.#reading = this.#writing = null;
     reading?.resolve(null);
     writing?.reject(new Deno.errors.BadResource("connection closed"));
-    onInput?.(); // whoever waits for input sees the end of the stream (readNow: -1)
+    handler?.input(-1); // whoever waits for input sees the end of the stream
   }
 
   onEvents(mask: number): void {
@@ -440,12 +467,20 @@ export class EpollConn implements Watcher {
     }
   }
 
-  /** The poller's turn for this connection: `onInput`, or one read for the waiting `read`. */
+  /** The round's first pass: the armed handler's read. */
+  readAhead(): void {
+    if (this.#armed && !this.#closed) this.#got = this.#handler!.read();
+  }
+
+  /** The poller's turn for this connection: the handler's input, or one read for `read`. */
   serve(): void {
     this.#scheduled = false;
     if (this.#armed && !this.#closed) {
       this.#armed = false;
-      if (this.#onInput!()) {
+      const handler = this.#handler!;
+      const got = this.#got === NOT_READ ? handler.read() : this.#got;
+      this.#got = NOT_READ;
+      if (handler.input(got)) {
         // still waiting: more may be there already (a full read), which gets the next round
         this.#armed = !this.#closed;
         if (this.#armed && this.#readable) this.#schedule();
