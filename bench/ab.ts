@@ -1,0 +1,129 @@
+/**
+ * Same-core A/B of two memg checkouts: both servers pinned to core 0 at the same time, each
+ * driven by its own load generator on core 1. This VM's slow spells move a lone run by up to
+ * ±30 % within minutes; sharing one core, both servers live through the same spells, so the
+ * ratio of their throughputs is the ratio of their costs per request. Each round swaps which
+ * checkout starts first and which port it gets. Scenario 1 or 2's traffic (100 connections,
+ * 1:10 set:get, 100-byte values, 100,000 pre-loaded keys), at the given pipeline depth.
+ *
+ *     deno run -A bench/ab.ts <checkout-a> <checkout-b> [--depth 16] [--rounds 4] [--duration 5]
+ *
+ * (Another checkout: `git worktree add /tmp/base <commit>`.) Prints each round's ops/s and
+ * B/A, then the median B/A. An A/A run (the same checkout twice) shows the method's own
+ * spread: rounds of 0.96–1.02 here, median 1.000 over four.
+ *
+ * @module
+ */
+import { parseArgs } from "@std/cli/parse-args";
+import { buildLoadgen, type LoadResult, type LoadSpec, runLoadgen } from "./loadgen.ts";
+import { freePort, MEMG_V8_FLAGS, SERVER_CPU } from "./servers.ts";
+
+/** A memg from one checkout, listening on loopback. */
+interface Server {
+  port: number;
+  child: Deno.ChildProcess;
+}
+
+const TRAFFIC = { conns: 100, sets: 1, gets: 10, valueSize: 100, keys: 100_000 };
+
+async function start(dir: string): Promise<Server> {
+  const port = freePort();
+  const child = new Deno.Command("taskset", {
+    args: ["-c", SERVER_CPU, Deno.execPath(), "run", "-A", ...MEMG_V8_FLAGS, "main.ts"].concat(
+      ["-l", "127.0.0.1", "-p", String(port), "-m", "1024"],
+    ),
+    cwd: dir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return { port, child };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  child.kill("SIGKILL");
+  throw new Error(`memg from ${dir} did not start listening`);
+}
+
+async function stop(s: Server): Promise<void> {
+  s.child.kill("SIGTERM");
+  await s.child.status;
+}
+
+function spec(port: number, depth: number, duration: number, preload: boolean): LoadSpec {
+  return {
+    ...TRAFFIC,
+    port,
+    depth: preload ? 1 : depth,
+    conns: preload ? 50 : TRAFFIC.conns,
+    preload,
+    duration: preload ? 0 : duration,
+    warmup: preload ? 0 : 2,
+    rate: 0,
+    binary: false,
+    verify: "full",
+    timeout: preload ? 60 : duration + 30,
+  };
+}
+
+/** One round: both servers up, both pre-loaded, both generators at once. [A, B] results. */
+async function round(
+  loadgen: string,
+  dirs: [string, string],
+  depth: number,
+  duration: number,
+  swap: boolean,
+): Promise<[LoadResult, LoadResult]> {
+  const order = swap ? [1, 0] : [0, 1];
+  const servers: Server[] = [];
+  try {
+    for (const i of order) servers[i] = await start(dirs[i]);
+    for (const s of servers) await runLoadgen(loadgen, spec(s.port, depth, duration, true));
+    const [a, b] = await Promise.all(
+      servers.map((s) => runLoadgen(loadgen, spec(s.port, depth, duration, false))),
+    );
+    return [a, b];
+  } finally {
+    for (const s of servers) if (s !== undefined) await stop(s);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+if (import.meta.main) {
+  const args = parseArgs(Deno.args, { string: ["depth", "rounds", "duration"] });
+  const dirs = args._.map(String);
+  const depth = Number(args.depth ?? "16");
+  const rounds = Number(args.rounds ?? "4");
+  const duration = Number(args.duration ?? "5");
+  if (dirs.length !== 2 || ![depth, rounds, duration].every((n) => Number.isInteger(n) && n > 0)) {
+    console.error(
+      "usage: deno run -A bench/ab.ts <checkout-a> <checkout-b> [--depth N] [--rounds N] " +
+        "[--duration S]",
+    );
+    Deno.exit(64);
+  }
+  const loadgen = await buildLoadgen();
+  console.log(`A = ${dirs[0]}, B = ${dirs[1]}; depth ${depth}, ${duration} s per round`);
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const [a, b] = await round(loadgen, [dirs[0], dirs[1]], depth, duration, r % 2 === 1);
+    const ratio = b.ops_per_sec / a.ops_per_sec;
+    ratios.push(ratio);
+    const genPct = a.cpu_pct + b.cpu_pct;
+    console.log(
+      `round ${r + 1}: A ${Math.round(a.ops_per_sec)} ops/s, B ${Math.round(b.ops_per_sec)} ` +
+        `ops/s, B/A ${ratio.toFixed(3)}; generators ${genPct.toFixed(0)} % of their core` +
+        (genPct > 90 ? " (near saturation: the ratio may understate the difference)" : ""),
+    );
+  }
+  console.log(`median B/A ${median(ratios).toFixed(3)} over ${rounds} rounds`);
+}
