@@ -3,10 +3,10 @@
  * driven by its own load generator on core 1. This VM's slow spells move a lone run by up to
  * ±30 % within minutes; sharing one core, both servers live through the same spells, so the
  * ratio of their throughputs is the ratio of their costs per request. Each round swaps which
- * checkout starts first and which port it gets. Scenario 1 or 2's traffic (100 connections,
- * 1:10 set:get, 100-byte values, 100,000 pre-loaded keys), at the given pipeline depth.
+ * checkout starts first and which port it gets. The traffic is that of benchmark scenario 1, 2,
+ * 3 or 7 (closed loop, keys pre-loaded).
  *
- *     deno run -A bench/ab.ts <checkout-a> <checkout-b> [--depth 16] [--rounds 4] [--duration 5]
+ *     deno run -A bench/ab.ts <checkout-a> <checkout-b> [--scenario 2] [--rounds 4] [--duration 5]
  *
  * (Another checkout: `git worktree add /tmp/base <commit>`.) Prints each round's ops/s and
  * B/A, then the median B/A. An A/A run (the same checkout twice) shows the method's own
@@ -16,6 +16,7 @@
  */
 import { parseArgs } from "@std/cli/parse-args";
 import { buildLoadgen, type LoadResult, type LoadSpec, runLoadgen } from "./loadgen.ts";
+import { closedLoopTraffic, type Traffic } from "./scenarios.ts";
 import { freePort, MEMG_V8_FLAGS, SERVER_CPU } from "./servers.ts";
 
 /** A memg from one checkout, listening on loopback. */
@@ -23,8 +24,6 @@ interface Server {
   port: number;
   child: Deno.ChildProcess;
 }
-
-const TRAFFIC = { conns: 100, sets: 1, gets: 10, valueSize: 100, keys: 100_000 };
 
 async function start(dir: string): Promise<Server> {
   const port = freePort();
@@ -54,17 +53,15 @@ async function stop(s: Server): Promise<void> {
   await s.child.status;
 }
 
-function spec(port: number, depth: number, duration: number, preload: boolean): LoadSpec {
+function spec(port: number, t: Traffic, duration: number, preload: boolean): LoadSpec {
   return {
-    ...TRAFFIC,
+    ...t,
     port,
-    depth: preload ? 1 : depth,
-    conns: preload ? 50 : TRAFFIC.conns,
+    depth: preload ? 1 : t.depth,
+    conns: preload ? Math.min(50, t.conns) : t.conns,
     preload,
     duration: preload ? 0 : duration,
     warmup: preload ? 0 : 2,
-    rate: 0,
-    binary: false,
     verify: "full",
     timeout: preload ? 60 : duration + 30,
   };
@@ -74,7 +71,7 @@ function spec(port: number, depth: number, duration: number, preload: boolean): 
 async function round(
   loadgen: string,
   dirs: [string, string],
-  depth: number,
+  t: Traffic,
   duration: number,
   swap: boolean,
 ): Promise<[LoadResult, LoadResult]> {
@@ -82,9 +79,9 @@ async function round(
   const servers: Server[] = [];
   try {
     for (const i of order) servers[i] = await start(dirs[i]);
-    for (const s of servers) await runLoadgen(loadgen, spec(s.port, depth, duration, true));
+    for (const s of servers) await runLoadgen(loadgen, spec(s.port, t, duration, true));
     const [a, b] = await Promise.all(
-      servers.map((s) => runLoadgen(loadgen, spec(s.port, depth, duration, false))),
+      servers.map((s) => runLoadgen(loadgen, spec(s.port, t, duration, false))),
     );
     return [a, b];
   } finally {
@@ -99,23 +96,27 @@ function median(xs: number[]): number {
 }
 
 if (import.meta.main) {
-  const args = parseArgs(Deno.args, { string: ["depth", "rounds", "duration"] });
+  const args = parseArgs(Deno.args, { string: ["scenario", "rounds", "duration"] });
   const dirs = args._.map(String);
-  const depth = Number(args.depth ?? "16");
+  const scenario = Number(args.scenario ?? "2");
+  const traffic = closedLoopTraffic(scenario);
   const rounds = Number(args.rounds ?? "4");
   const duration = Number(args.duration ?? "5");
-  if (dirs.length !== 2 || ![depth, rounds, duration].every((n) => Number.isInteger(n) && n > 0)) {
+  if (
+    dirs.length !== 2 || traffic === null ||
+    ![rounds, duration].every((n) => Number.isInteger(n) && n > 0)
+  ) {
     console.error(
-      "usage: deno run -A bench/ab.ts <checkout-a> <checkout-b> [--depth N] [--rounds N] " +
-        "[--duration S]",
+      "usage: deno run -A bench/ab.ts <checkout-a> <checkout-b> [--scenario 1|2|3|7] " +
+        "[--rounds N] [--duration S]",
     );
     Deno.exit(64);
   }
   const loadgen = await buildLoadgen();
-  console.log(`A = ${dirs[0]}, B = ${dirs[1]}; depth ${depth}, ${duration} s per round`);
+  console.log(`A = ${dirs[0]}, B = ${dirs[1]}; scenario ${scenario}, ${duration} s per round`);
   const ratios: number[] = [];
   for (let r = 0; r < rounds; r++) {
-    const [a, b] = await round(loadgen, [dirs[0], dirs[1]], depth, duration, r % 2 === 1);
+    const [a, b] = await round(loadgen, [dirs[0], dirs[1]], traffic, duration, r % 2 === 1);
     const ratio = b.ops_per_sec / a.ops_per_sec;
     ratios.push(ratio);
     const genPct = a.cpu_pct + b.cpu_pct;

@@ -53,7 +53,7 @@ export interface ScenarioResult {
 }
 
 /** The traffic part of a load spec (port, pre-load, timing are filled in per run). */
-type Traffic = Pick<
+export type Traffic = Pick<
   LoadSpec,
   "conns" | "depth" | "sets" | "gets" | "valueSize" | "keys" | "rate" | "binary"
 >;
@@ -73,6 +73,11 @@ const LARGE: Traffic = { ...SMALL, sets: 1, gets: 1, valueSize: 64 * 1024, keys:
 /** Scenario 4's "light rate": 5 requests per second per connection. */
 const LIGHT: Traffic = { ...SMALL, conns: 1000, rate: 5000 };
 const BINARY: Traffic = { ...SMALL, binary: true };
+
+/** The closed-loop traffic of scenarios 1, 2, 3 and 7 (for `bench/ab.ts`); null for the others. */
+export function closedLoopTraffic(id: number): Traffic | null {
+  return ({ 1: SMALL, 2: PIPELINED, 3: LARGE, 7: BINARY } as Record<number, Traffic>)[id] ?? null;
+}
 
 const MEMORY_MB = 1024;
 const BIG_MEMORY_MB = 4096;

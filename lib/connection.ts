@@ -200,6 +200,7 @@ export class Connection implements Session {
     if (n === 0) return true;
     if (n < 0) return this.#resume(INPUT_END);
     this.idle = false;
+    const sentBefore = this.out.bytesWritten;
     let step: Step;
     try {
       step = this.#batch(true, false);
@@ -208,13 +209,16 @@ export class Connection implements Session {
       if (this.cache.config.verbose >= 1) console.error(`memg: connection ${this.id}: ${e}`);
       return this.#resume(INPUT_END);
     }
-    if (step === Step.More) {
-      // the replies leave at the end of the poller's round, with the other connections'
-      if (this.out.pos > 0) (this.transport as SyncTransport).afterRound(this.#sendRound);
+    // The replies leave at the end of the poller's round, with the other connections'; but
+    // when a large value already left straight from the store (corked: MSG_MORE), the rest of
+    // its reply follows at once.
+    const later = step === Step.More && this.out.pos > 0 && this.out.bytesWritten === sentBefore;
+    if (later) (this.transport as SyncTransport).afterRound(this.#sendRound);
+    else if (step !== Step.Abort) this.#sendNow();
+    if (step === Step.More && (later || this.out.pos === 0)) {
       this.idle = true;
       return true;
     }
-    if (step !== Step.Abort) this.#sendNow();
     return this.#resume(step);
   }
 
