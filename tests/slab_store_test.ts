@@ -285,6 +285,18 @@ Deno.test("slab store", async (t) => {
     assert(expanding > 0);
   });
 
+  await t.step("the hash index doubles once it holds more than 0.75 items per bucket", () => {
+    const { store } = fixture({ limitBytes: 64 * MiB });
+    const value = new Uint8Array(8);
+    const power = () => Object.fromEntries(store.extraStats()).hash_power_level;
+    assertEquals(power(), 16); // memcached's default hashpower
+    const threshold = 0.75 * 2 ** 16;
+    for (let i = 0; i < threshold; i++) put(store, i, value);
+    assertEquals(power(), 16, "at 0.75 items per bucket: not yet");
+    put(store, threshold, value);
+    assertEquals(power(), 17, "one item more: doubling");
+  });
+
   await t.step("warm changes nothing and its hashes find what find finds, mid-doubling too", () => {
     const { store } = fixture({ limitBytes: 64 * MiB });
     const value = new Uint8Array(100);
