@@ -289,6 +289,15 @@ const SCRIPT: Record<string, Step[]> = {
     { send: "set w1 0 0 1\r\n1\r\nset w2 0 0 1\r\n2\r\n", replies: 2 },
     { send: "get w1 w2\r\nset w3 0 0 1\r\n3\r\nget w2\r\nset w4 0 0 1\r\n4\r\n", replies: 4 },
     { send: "get w3\r\nget w1\r\nget w2 w3\r\nget w3\r\nget w4\r\n", replies: 5 },
+    // one read: sets among the gets (their keys are hashed ahead too, their data blocks
+    // skipped), with noreply, a data block that looks like commands, a malformed set line, and
+    // a set whose data has not all arrived
+    {
+      send: "get w1 w2\r\nset w1 0 0 14 noreply\r\nget w2\r\nget w3\r\nget w2\r\nget w1\r\n" +
+        "set w5 1 -1 2\r\nxy\r\nget w2\r\nset w2 0 0 zz\r\nget w2 w1\r\nset w6 0 0 4\r\n12",
+      replies: 7,
+    },
+    { send: "34\r\nget w6 w5\r\n", replies: 2 },
   ],
   "delete": [
     { send: "set d 0 0 1\r\nd\r\n" },

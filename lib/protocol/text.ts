@@ -223,9 +223,10 @@ export class TextProtocol implements Protocol {
   }
 
   /**
-   * Warms the store (`Store.warm`) for the keys of the complete `get` lines that follow one
-   * another from `from`, up to `WARM_MAX` keys, so that their lookups' cache misses overlap.
-   * Returns the offset after the last line it looked at. Only a hint: it changes nothing.
+   * Warms the store (`Store.warm`) for the keys of the complete `get` lines and `set` commands
+   * that follow one another from `from`, up to `WARM_MAX` keys, so that their lookups' cache
+   * misses overlap. Returns the offset after the last line (or data block) it looked at. Only
+   * a hint: it changes nothing.
    */
   #warm(buf: Uint8Array, from: number, end: number): number {
     const starts = this.#warmStarts;
@@ -235,10 +236,36 @@ export class TextProtocol implements Protocol {
     this.#warmCount = 0; // the arrays are about to hold other keys
     this.#warmNext = 0;
     for (let lines = 0; lines < WARM_MAX && keys < WARM_MAX; lines++) {
-      if (
-        i + 4 > end || buf[i] !== 103 || buf[i + 1] !== 101 || buf[i + 2] !== 116 ||
-        buf[i + 3] !== 32
-      ) break;
+      if (i + 4 > end || buf[i + 1] !== 101 || buf[i + 2] !== 116 || buf[i + 3] !== 32) break;
+      if (buf[i] === 115) {
+        // `set <key> <flags> <exptime> <bytes>[ noreply]`: its key, then past its data block
+        let k = i + 4;
+        while (k < end && buf[k] === 32) k++;
+        const ks = k;
+        while (k < end && buf[k] > 32) k++;
+        if (k === end) break;
+        if (k > ks && k - ks <= KEY_MAX_LENGTH) {
+          starts[keys] = ks;
+          lens[keys++] = k - ks;
+        }
+        for (let f = 0; f < 2; f++) {
+          while (k < end && buf[k] === 32) k++;
+          while (k < end && buf[k] > 32) k++;
+        }
+        while (k < end && buf[k] === 32) k++;
+        const digits = k;
+        let bytes = 0;
+        while (k < end && k - digits < 9 && buf[k] >= 48 && buf[k] <= 57) {
+          bytes = bytes * 10 + buf[k++] - 48;
+        }
+        if (k === digits) break;
+        while (k < end && buf[k] !== 10) k++;
+        if (k === end) break;
+        i = k + 1 + bytes + 2;
+        if (i > end) break;
+        continue;
+      }
+      if (buf[i] !== 103) break;
       let k = i + 4;
       for (;;) {
         while (k < end && buf[k] === 32) k++;
