@@ -17,41 +17,7 @@
 import { parseArgs } from "@std/cli/parse-args";
 import { buildLoadgen, type LoadResult, type LoadSpec, runLoadgen } from "./loadgen.ts";
 import { closedLoopTraffic, type Traffic } from "./scenarios.ts";
-import { freePort, MEMG_V8_FLAGS, SERVER_CPU } from "./servers.ts";
-
-/** A memg from one checkout, listening on loopback. */
-interface Server {
-  port: number;
-  child: Deno.ChildProcess;
-}
-
-async function start(dir: string): Promise<Server> {
-  const port = freePort();
-  const child = new Deno.Command("taskset", {
-    args: ["-c", SERVER_CPU, Deno.execPath(), "run", "-A", ...MEMG_V8_FLAGS, "main.ts"].concat(
-      ["-l", "127.0.0.1", "-p", String(port), "-m", "1024"],
-    ),
-    cwd: dir,
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return { port, child };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-  child.kill("SIGKILL");
-  throw new Error(`memg from ${dir} did not start listening`);
-}
-
-async function stop(s: Server): Promise<void> {
-  s.child.kill("SIGTERM");
-  await s.child.status;
-}
+import { type RunningServer, startServer } from "./servers.ts";
 
 function spec(port: number, t: Traffic, duration: number, preload: boolean): LoadSpec {
   return {
@@ -76,16 +42,21 @@ async function round(
   swap: boolean,
 ): Promise<[LoadResult, LoadResult]> {
   const order = swap ? [1, 0] : [0, 1];
-  const servers: Server[] = [];
+  const servers: RunningServer[] = [];
   try {
-    for (const i of order) servers[i] = await start(dirs[i]);
+    for (const i of order) {
+      servers[i] = await startServer("memg", {
+        memoryMb: 1024,
+        checkout: Deno.realPathSync(dirs[i]),
+      });
+    }
     for (const s of servers) await runLoadgen(loadgen, spec(s.port, t, duration, true));
     const [a, b] = await Promise.all(
       servers.map((s) => runLoadgen(loadgen, spec(s.port, t, duration, false))),
     );
     return [a, b];
   } finally {
-    for (const s of servers) if (s !== undefined) await stop(s);
+    for (const s of servers) if (s !== undefined) await s.stop();
   }
 }
 

@@ -31,6 +31,11 @@ export interface ServerOptions {
   profileDir?: string;
   /** memg only: the compiled binary to run instead of `deno run main.ts` (not when profiling). */
   memgBinary?: string | null;
+  /**
+   * memg only: run the `main.ts` of this other checkout (a directory, also the working
+   * directory, so its own `deno.json` applies), with this checkout's V8 flags (`bench/ab.ts`).
+   */
+  checkout?: string;
 }
 
 /** A running server child process. */
@@ -129,7 +134,8 @@ function commandFor(kind: ServerKind, port: number, opts: ServerOptions): string
       const prof = opts.profileDir === undefined
         ? []
         : ["--cpu-prof", `--cpu-prof-dir=${opts.profileDir}`];
-      return [Deno.execPath(), "run", "-A", ...MEMG_V8_FLAGS, ...prof, `${ROOT}main.ts`, ...common];
+      const main = opts.checkout === undefined ? `${ROOT}main.ts` : `${opts.checkout}/main.ts`;
+      return [Deno.execPath(), "run", "-A", ...MEMG_V8_FLAGS, ...prof, main, ...common];
     }
     case "ceiling":
       return [
@@ -165,7 +171,7 @@ export async function startServer(kind: ServerKind, opts: ServerOptions): Promis
   const command = commandFor(kind, port, opts);
   const child = new Deno.Command("taskset", {
     args: ["-c", SERVER_CPU, ...command],
-    cwd: ROOT,
+    cwd: kind === "memg" ? opts.checkout ?? ROOT : ROOT,
     stdin: "null",
     stdout: "null",
     stderr: "piped",

@@ -494,16 +494,30 @@ Deno.test("both engines give byte-identical replies to the same streams", async 
   });
 });
 
+/** Runs `body` with two clients of a memg on `engine`: one that will fall behind, and another. */
+async function withTwoClients(
+  engine: Engine,
+  body: (slow: RawClient, other: RawClient) => Promise<void>,
+): Promise<void> {
+  const memg = startMemg(["--io", engine]);
+  const slow = await RawClient.connect(memg.port);
+  const other = await RawClient.connect(memg.port);
+  try {
+    assertEquals(await engineOf(other), engine);
+    await body(slow, other);
+  } finally {
+    slow.close();
+    other.close();
+    await memg.close();
+  }
+}
+
 Deno.test("back-pressure: 200 × 512 KB to a client that waits, another served meanwhile", async (t) => {
   const SIZE = 512 * 1024;
   const TIMES = 200;
   for (const engine of ENGINES) {
     await t.step(`--io ${engine}`, async () => {
-      const memg = startMemg(["--io", engine]);
-      const slow = await RawClient.connect(memg.port);
-      const other = await RawClient.connect(memg.port);
-      try {
-        assertEquals(await engineOf(other), engine);
+      await withTwoClients(engine, async (slow, other) => {
         const value = pattern(SIZE, 11);
         await slow.send(join(`set big 5 0 ${SIZE}\r\n`, value, "\r\n"));
         assertEquals(await slow.readLine(), "STORED");
@@ -522,11 +536,7 @@ Deno.test("back-pressure: 200 × 512 KB to a client that waits, another served m
         assertMatch(await slow.call("version\r\n"), /^VERSION /);
         await setGet(other, "after");
         assertEquals(await stat(other, "get_hits"), TIMES + 2);
-      } finally {
-        slow.close();
-        other.close();
-        await memg.close();
-      }
+      });
     });
   }
 });
@@ -537,10 +547,7 @@ Deno.test("back-pressure: small replies of many reads to a client that waits (th
   const GETS = 40; // 160 KB of replies per write: under FLUSH_AT, so they leave at the round's end
   for (const engine of ENGINES) {
     await t.step(`--io ${engine}`, async () => {
-      const memg = startMemg(["--io", engine]);
-      const slow = await RawClient.connect(memg.port);
-      const other = await RawClient.connect(memg.port);
-      try {
+      await withTwoClients(engine, async (slow, other) => {
         const value = pattern(SIZE, 5);
         await slow.send(join(`set k 3 0 ${SIZE}\r\n`, value, "\r\n"));
         assertEquals(await slow.readLine(), "STORED");
@@ -556,11 +563,7 @@ Deno.test("back-pressure: small replies of many reads to a client that waits (th
         assertMatch(await slow.call("version\r\n"), /^VERSION /);
         await setGet(other, "after");
         assertEquals(await stat(other, "get_hits"), WRITES * GETS + 2);
-      } finally {
-        slow.close();
-        other.close();
-        await memg.close();
-      }
+      });
     });
   }
 });
