@@ -5,7 +5,8 @@
  * single `epoll_wait` reports every ready socket at once, reads and writes are plain system
  * calls made on the spot, and a connection with data waiting never returns to the event loop
  * to get it. On this 2-core machine that lifts unpipelined traffic from about 0.7× to about
- * memcached's rate (README, Performance).
+ * memcached's rate (README, Performance). Each round of the loop reads every ready socket, then
+ * lets each connection handle its input, then sends the round's replies (`Poller.#serve`).
  *
  * The sockets look like Deno's (`read`/`write` resolve with byte counts, `close`, `closeWrite`,
  * `remoteAddr`), so the connection loop serves them and `Deno.Conn`s (TLS, unix sockets) alike.
