@@ -36,7 +36,6 @@ const R = {
   OK: bytes("OK\r\n"),
   RESET: bytes("RESET\r\n"),
   ERROR: bytes("ERROR\r\n"),
-  VALUE: bytes("VALUE "),
   VERSION: bytes(`VERSION ${VERSION_STRING}\r\n`),
   STAT: bytes("STAT "),
   BAD_FORMAT: bytes("CLIENT_ERROR bad command line format\r\n"),
@@ -471,38 +470,25 @@ export class TextProtocol implements Protocol {
     const store = this.session.cache.store;
     const out = this.session.out;
     const vlen = store.valueLength(ref);
-    if (!withCas && kl <= 32) {
-      // the commonest reply of all, written with one bounds check: `VALUE <key> <flags> <bytes>`
-      out.reserve(kl + 30);
-      const buf = out.buf;
-      let pos = out.pos;
-      buf[pos] = 86; // V
-      buf[pos + 1] = 65; // A
-      buf[pos + 2] = 76; // L
-      buf[pos + 3] = 85; // U
-      buf[pos + 4] = 69; // E
-      buf[pos + 5] = 32;
-      pos += 6;
-      for (let i = 0; i < kl; i++) buf[pos + i] = key[ks + i];
-      pos += kl;
-      buf[pos++] = 32;
-      pos = writeU32(buf, pos, store.flags(ref));
-      buf[pos++] = 32;
-      pos = writeU32(buf, pos, vlen);
-      buf[pos] = 13;
-      buf[pos + 1] = 10;
-      out.pos = pos + 2;
-      out.putValue(store, ref, vlen, direct);
-      out.crlf();
-      return;
-    }
-    out.reserve(6 + kl + 48);
-    out.put(R.VALUE);
-    out.putRange(key, ks, kl);
-    out.putByte(32);
-    out.putUint(store.flags(ref));
-    out.putByte(32);
-    out.putUint(vlen);
+    // `VALUE <key> <flags> <bytes>` written with one bounds check and a local offset: the
+    // commonest reply of all
+    out.reserve(kl + 30);
+    const buf = out.buf;
+    let pos = out.pos;
+    buf[pos] = 86; // V
+    buf[pos + 1] = 65; // A
+    buf[pos + 2] = 76; // L
+    buf[pos + 3] = 85; // U
+    buf[pos + 4] = 69; // E
+    buf[pos + 5] = 32;
+    pos += 6;
+    if (kl <= 32) { for (let i = 0; i < kl; i++) buf[pos + i] = key[ks + i]; }
+    else buf.set(key.subarray(ks, ks + kl), pos);
+    pos += kl;
+    buf[pos++] = 32;
+    pos = writeU32(buf, pos, store.flags(ref));
+    buf[pos++] = 32;
+    out.pos = writeU32(buf, pos, vlen);
     if (withCas) {
       out.putByte(32);
       out.putUint(store.cas(ref));
