@@ -29,6 +29,23 @@ export function bytes(s: string): Uint8Array {
   return encoder.encode(s);
 }
 
+/** Writes `n` (an integer, 0 ≤ n < 2^32) in decimal at `buf[pos]`, which has room; returns the end. */
+export function writeU32(buf: Uint8Array, pos: number, n: number): number {
+  if (n < 10) {
+    buf[pos] = 48 + n;
+    return pos + 1;
+  }
+  let digits = 2;
+  for (let m = (n / 100) >>> 0; m > 0; m = (m / 10) >>> 0) digits++;
+  let p = pos + digits;
+  while (n > 0) {
+    const q = (n / 10) >>> 0;
+    buf[--p] = 48 + n - q * 10;
+    n = q;
+  }
+  return pos + digits;
+}
+
 /** A growable output buffer; `buf[0, pos)` is pending output. */
 export class ReplyBuffer {
   buf: Uint8Array;
@@ -142,21 +159,9 @@ export class ReplyBuffer {
   putUint(n: number): void {
     this.reserve(16);
     const buf = this.buf;
-    if (n < 10) {
-      buf[this.pos++] = 48 + n;
-      return;
-    }
-    if (n <= 0x7fffffff) {
-      // 32-bit integer arithmetic: the common case (lengths, flags, CAS values).
-      let digits = 2;
-      for (let m = (n / 100) | 0; m > 0; m = (m / 10) | 0) digits++;
-      let p = this.pos + digits;
-      this.pos = p;
-      while (n > 0) {
-        const q = (n / 10) | 0;
-        buf[--p] = 48 + n - q * 10;
-        n = q;
-      }
+    if (n <= 0xffffffff) {
+      // 32-bit integer arithmetic: the common case (lengths, flags, CAS values)
+      this.pos = writeU32(buf, this.pos, n);
       return;
     }
     let digits = 0;

@@ -12,7 +12,7 @@
 import { Arith } from "../cache.ts";
 import { VERSION_STRING } from "../config.ts";
 import { statsGroup } from "../report.ts";
-import { bytes } from "../reply.ts";
+import { bytes, writeU32 } from "../reply.ts";
 import { AllocFailure, type ItemRef, Mode, NONE, StoreResult, WARM_MAX } from "../store/store.ts";
 import { parseI32, parseU32, parseU64 } from "./numbers.ts";
 import { FLUSH_AT, type Protocol, type Session, Step } from "./session.ts";
@@ -743,20 +743,3 @@ const STORE_REPLIES: Record<StoreResult, Uint8Array> = {
   [StoreResult.NoMemory]: R.NOT_STORED,
   [StoreResult.TooLarge]: R.NOT_STORED,
 };
-
-/** Writes `n` (a u32) in decimal at `buf[pos]`, which has room; returns the end. */
-function writeU32(buf: Uint8Array, pos: number, n: number): number {
-  if (n < 10) {
-    buf[pos] = 48 + n;
-    return pos + 1;
-  }
-  let digits = 2;
-  for (let m = (n / 100) >>> 0; m > 0; m = (m / 10) >>> 0) digits++;
-  let p = pos + digits;
-  while (n > 0) {
-    const q = (n / 10) >>> 0;
-    buf[--p] = 48 + n - q * 10;
-    n = q;
-  }
-  return pos + digits;
-}
