@@ -123,7 +123,7 @@ async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
   for (;;) {
     const ended = await new Promise<boolean>((resolve) => {
       const sendRound = () => {
-        const sent = conn.sendNow(c.out.buf, c.out.len, false);
+        const sent = conn.sendNow(c.out.buf, c.out.len);
         if (sent === c.out.len) {
           c.out.len = 0;
           return;

@@ -71,9 +71,10 @@ export interface Transport {
   readonly polled?: boolean;
   /**
    * Sends what the socket takes of `p[0, len)` at once; the byte count (the epoll engine only).
-   * `more`: the rest of the reply follows at once.
    */
-  sendNow?(p: Uint8Array, len: number, more: boolean): number;
+  sendNow?(p: Uint8Array, len: number): number;
+  /** Sends what the socket takes of the parts, in order, in one call; the byte count. */
+  sendGathered?(parts: readonly Uint8Array[], count: number): number;
 }
 
 /** The epoll engine's sockets: input is handed over in the poller's round (`armInput`). */
@@ -115,7 +116,10 @@ export class Connection implements Session {
     this.cache = owner.cache;
     this.reader = new BufferedReader(transport);
     if (transport.sendNow !== undefined) {
-      this.out.sendNow = (p, len, more) => transport.sendNow!(p, len, more);
+      this.out.sendNow = (p, len) => transport.sendNow!(p, len);
+    }
+    if (transport.sendGathered !== undefined) {
+      this.out.sendGathered = (parts, count) => transport.sendGathered!(parts, count);
     }
     this.lastActive = owner.cache.now();
   }
@@ -200,7 +204,6 @@ export class Connection implements Session {
     if (n === 0) return true;
     if (n < 0) return this.#resume(INPUT_END);
     this.idle = false;
-    const sentBefore = this.out.bytesWritten;
     let step: Step;
     try {
       step = this.#batch(true, false);
@@ -209,14 +212,13 @@ export class Connection implements Session {
       if (this.cache.config.verbose >= 1) console.error(`memg: connection ${this.id}: ${e}`);
       return this.#resume(INPUT_END);
     }
-    // The replies leave at the end of the poller's round, with the other connections'; but
-    // when a large value already left straight from the store (corked: MSG_MORE), the rest of
-    // its reply follows at once.
-    const later = step === Step.More && this.out.pos > 0 && this.out.bytesWritten === sentBefore;
+    // The replies leave at the end of the poller's round, with the other connections'.
+    const later = step === Step.More && this.out.pos > 0;
     if (later) (this.transport as SyncTransport).afterRound(this.#sendRound);
     else if (step !== Step.Abort) this.#sendNow();
     if (step === Step.More && (later || this.out.pos === 0)) {
-      this.idle = true;
+      // with replies still to send it is not idle yet: shutdown must not end it before they go
+      this.idle = !later;
       return true;
     }
     return this.#resume(step);
@@ -227,9 +229,13 @@ export class Connection implements Session {
    * take, `run` sends, and waits for input again after.
    */
   readonly #sendRound = (): void => {
-    if (this.out.pos === 0) return;
-    this.#sendNow();
-    if (this.out.pos === 0) return;
+    if (this.out.pos > 0) this.#sendNow();
+    if (this.out.pos === 0) {
+      this.idle = true;
+      // a shutdown that began meanwhile passed this connection by as busy: it ends it now
+      if (this.#owner.closing) void this.finish();
+      return;
+    }
     (this.transport as SyncTransport).disarm();
     this.#resume(Step.More);
   };
@@ -316,6 +322,8 @@ export class Connection implements Session {
       step = protocol.process();
       this.#busy += performance.now() - start;
     }
+    // large values held in the store leave now, before anything can change them
+    this.out.release();
     if (step !== Step.Abort) {
       if (verbose >= 2) this.#trace(">", this.out.buf, 0, this.out.pos);
       if (send) this.#sendNow();
@@ -330,13 +338,17 @@ export class Connection implements Session {
 
   /** Sends the pending replies if the socket takes them all at once (the rest stays in `out`). */
   #sendNow(): void {
-    if (this.out.pos > 0 && this.out.sendAtOnce()) this.#lastSend = Date.now();
+    if (this.out.pos > 0) this.out.sendAtOnce();
     this.#countWritten();
   }
 
+  /** Counts what was sent at once since the last call (gathered sends included) as a reply. */
   #countWritten(): void {
-    this.cache.counters.bytes_written += this.out.bytesWritten - this.#writtenBefore;
+    const sent = this.out.bytesWritten - this.#writtenBefore;
+    if (sent === 0) return;
+    this.cache.counters.bytes_written += sent;
     this.#writtenBefore = this.out.bytesWritten;
+    this.#lastSend = Date.now();
   }
 
   /** Shutdown: reads and drops what the client still sends until it closes (or `LINGER_MS`). */

@@ -21,6 +21,8 @@ const SHORT_LINE = 64;
 export interface SyncByteSource extends ByteSource {
   /** Reads into `p[off, off + len)` now: bytes read, 0 if none are there, -1 at the end. */
   readNow(p: Uint8Array, off: number, len: number): number;
+  /** As `readNow`, into all of `first`, then `second[off, off + len)`, in one read. */
+  readScattered(first: Uint8Array, second: Uint8Array, off: number, len: number): number;
 }
 
 /** Buffered reads from a `ByteSource`; `buf[start, end)` holds the unread bytes. */
@@ -111,20 +113,23 @@ export class BufferedReader {
 
   /**
    * As `fill`, without waiting, from the reader's own source: bytes read, 0 when nothing has
-   * arrived, -1 at the end of the stream (or on an error).
+   * arrived, -1 at the end of the stream (or on an error). A `readDirect` view is filled first
+   * and the buffer with what follows it, in the same read.
    */
   fillNow(src: SyncByteSource): number {
     const direct = this.#direct;
+    this.#direct = null;
     if (direct !== null && this.start === this.end) {
-      const n = src.readNow(direct, 0, direct.length);
+      // (the buffer is empty: `consume` has moved start and end back to 0)
+      const n = src.readScattered(direct, this.buf, 0, this.buf.length);
       if (n > 0) {
-        this.#direct = null;
-        this.directRead += n;
+        const d = Math.min(n, direct.length);
+        this.directRead += d;
+        this.end = n - d;
         this.bytesRead += n;
-      }
+      } else this.#direct = direct;
       return n;
     }
-    this.#direct = null;
     if (this.end === this.buf.length) this.#makeRoom(this.end - this.start + this.#initial);
     const n = src.readNow(this.buf, this.end, this.buf.length - this.end);
     if (n > 0) {

@@ -17,6 +17,8 @@ const SHORT_RANGE = 32;
 
 /** Values from this size on go from the store straight to the socket when it can take them. */
 export const DIRECT_SEND_MIN = 16 * 1024;
+/** Value views `putValue` holds at most before it sends (a gathered send has 2 parts each). */
+const HELD_MAX = 8;
 
 /** What `putValue` needs of a store: the value's bytes, copied or viewed in place. */
 export interface ValueSource {
@@ -62,7 +64,14 @@ export class ReplyBuffer {
    * Sends bytes at once if the socket takes them (the epoll engine's `sendNow`), returning how
    * many it took; null: the transport has no such call.
    */
-  sendNow: ((p: Uint8Array, len: number, more: boolean) => number) | null = null;
+  sendNow: ((p: Uint8Array, len: number) => number) | null = null;
+  /** As `sendNow`, for parts sent in order in one call (the epoll engine's `sendGathered`). */
+  sendGathered: ((parts: readonly Uint8Array[], count: number) => number) | null = null;
+  /** Views of values in the store that `putValue` holds, and where in `buf` each goes. */
+  readonly #held: Uint8Array[] = [];
+  readonly #heldAt = new Int32Array(HELD_MAX);
+  /** Scratch for `release`. */
+  readonly #parts: Uint8Array[] = [];
 
   constructor(size = 16 * 1024) {
     this.#initial = size;
@@ -105,42 +114,74 @@ export class ReplyBuffer {
   }
 
   /**
-   * Appends the value of item `ref`, `len` bytes. A large value goes straight from the store's
-   * memory to the socket, after what is buffered, when `direct` allows it, the transport can
-   * send at once and no write is under way; whatever the socket does not take at once is
-   * copied here as usual. Nothing is kept pointing into the store: the item may change as soon
-   * as this returns. Pass `direct` false when the caller may still take back buffered replies.
+   * Appends the value of item `ref`, `len` bytes. A large value is not copied when `direct`
+   * allows it, the transport can send gathered parts and no write is under way: its views in
+   * the store are held in place, to leave with the replies around them in one gathered send
+   * (`release`). The caller must release before the store may change: the connection does so
+   * before each command and at the end of each batch. Pass `direct` false when the caller may
+   * still take back buffered replies.
    */
   putValue(store: ValueSource, ref: number, len: number, direct: boolean): void {
-    if (!direct || len < DIRECT_SEND_MIN || this.sendNow === null || this.writing) {
+    if (!direct || len < DIRECT_SEND_MIN || this.sendGathered === null || this.writing) {
       this.reserve(len);
       this.pos += store.readValue(ref, this.buf, this.pos);
       return;
     }
+    const held = this.#held;
     for (let off = 0; off < len;) {
+      if (held.length === HELD_MAX) this.release();
       const view = store.valueView(ref, off, len - off);
-      this.#putDirect(view);
+      this.#heldAt[held.length] = this.pos;
+      held.push(view);
       off += view.length;
     }
   }
 
-  #putDirect(view: Uint8Array): void {
-    const sendNow = this.sendNow!;
-    if (this.pos > 0) {
-      const n = sendNow(this.buf, this.pos, true);
-      this.bytesWritten += n;
-      if (n < this.pos) {
-        // the socket is full: keep the rest, and the value after it, for the next send
-        this.buf.copyWithin(0, n, this.pos);
-        this.pos -= n;
-        this.put(view);
-        return;
-      }
-      this.pos = 0;
+  /** True while `putValue` holds views of values in the store. */
+  get holding(): boolean {
+    return this.#held.length > 0;
+  }
+
+  /**
+   * Sends the pending output with the held values in their places, in one gathered send; what
+   * the socket does not take is copied into the buffer, in order. Afterwards nothing points
+   * into the store.
+   */
+  release(): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    const parts = this.#parts;
+    let from = 0;
+    let total = this.pos;
+    for (let i = 0; i < held.length; i++) {
+      const at = this.#heldAt[i];
+      if (at > from) parts.push(this.buf.subarray(from, at));
+      parts.push(held[i]);
+      total += held[i].length;
+      from = at;
     }
-    const n = sendNow(view, view.length, true);
-    this.bytesWritten += n;
-    if (n < view.length) this.put(n === 0 ? view : view.subarray(n));
+    if (this.pos > from) parts.push(this.buf.subarray(from, this.pos));
+    held.length = 0;
+    const sent = this.sendGathered!(parts, parts.length);
+    this.bytesWritten += sent;
+    if (sent < total) {
+      // the socket is full: the rest waits in the buffer, copied out of the store
+      const rest = new Uint8Array(Math.max(this.#initial, total - sent));
+      let skip = sent;
+      let p = 0;
+      for (const part of parts) {
+        if (skip >= part.length) {
+          skip -= part.length;
+          continue;
+        }
+        rest.set(skip > 0 ? part.subarray(skip) : part, p);
+        p += part.length - skip;
+        skip = 0;
+      }
+      this.buf = rest;
+      this.pos = p;
+    } else this.pos = 0;
+    parts.length = 0;
   }
 
   /** Appends one byte. */
@@ -189,7 +230,11 @@ export class ReplyBuffer {
   sendAtOnce(): boolean {
     // (A finished write that failed is reported by `send`: the socket takes nothing then.)
     if (this.sendNow === null || this.writing) return false;
-    const n = this.sendNow(this.buf, this.pos, false);
+    if (this.#held.length > 0) {
+      this.release();
+      if (this.pos === 0) return true;
+    }
+    const n = this.sendNow(this.buf, this.pos);
     this.bytesWritten += n;
     if (n === this.pos) {
       this.pos = 0;
@@ -206,6 +251,7 @@ export class ReplyBuffer {
    * first for the previous send: at most one write is in flight, and writes go out in order.
    */
   async send(sink: ByteSink): Promise<void> {
+    this.release();
     await this.drain();
     const out = this.buf;
     const len = this.pos;

@@ -85,3 +85,114 @@ Deno.test("reply buffer: sends keep their order through partial writes while the
   assertEquals(sink.got, expected);
   assertEquals(out.bytesWritten, expected.length);
 });
+
+/** A value source over one array: value `ref` is `vals[ref]`, viewed in pieces of `chunk`. */
+function values(vals: Uint8Array[], chunk: number) {
+  return {
+    readValue(ref: number, dst: Uint8Array, dstOff: number): number {
+      dst.set(vals[ref], dstOff);
+      return vals[ref].length;
+    },
+    valueView(ref: number, valueOff: number, maxLen: number): Uint8Array {
+      return vals[ref].subarray(valueOff, valueOff + Math.min(maxLen, chunk));
+    },
+  };
+}
+
+Deno.test("reply buffer: held values leave in their places in one gathered send, or are copied", async (t) => {
+  const big = (n: number, seed: number) =>
+    Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
+  // a value in 3 views (a chained item), between replies
+  const vals = [big(40_000, 1), big(20_000, 2)];
+  const want = [..."head", ...vals[0], ..."mid", ...vals[1], ..."tail"].map((c) =>
+    typeof c === "string" ? c.charCodeAt(0) : c
+  );
+  for (const take of [Infinity, 0, 3, 4, 10_000, 40_004, 40_006, 60_009, 60_010]) {
+    await t.step(`the socket takes ${take} bytes`, () => {
+      const out = new ReplyBuffer(64);
+      const got: number[] = [];
+      const calls: number[] = [];
+      out.sendGathered = (parts, count) => {
+        calls.push(count);
+        let n = 0;
+        for (let i = 0; i < count; i++) {
+          for (const b of parts[i]) {
+            if (n === take) return n;
+            got.push(b);
+            n++;
+          }
+        }
+        return n;
+      };
+      const src = values(vals, 16_384);
+      out.putAscii("head");
+      out.putValue(src, 0, vals[0].length, true);
+      out.putAscii("mid");
+      out.putValue(src, 1, vals[1].length, true);
+      out.putAscii("tail");
+      assert(out.holding);
+      out.release();
+      assert(!out.holding);
+      // one gathered send of 4 + 3 views + 3 + 2 views + 4 bytes; nothing held any more
+      assertEquals(calls, [8]);
+      for (const v of vals) v.fill(0); // the store changes: what is pending must not
+      const rest = Array.from(out.buf.subarray(0, out.pos));
+      assertEquals(got.length, Math.min(take, want.length));
+      assertEquals([...got, ...rest], want);
+      assertEquals(out.bytesWritten, got.length);
+      vals[0] = big(40_000, 1);
+      vals[1] = big(20_000, 2);
+    });
+  }
+  await t.step("small values, no gathered send, or `direct` false are copied", () => {
+    const out = new ReplyBuffer(64);
+    const src = values([big(16_383, 3), big(20_000, 4)], 16_384);
+    out.putValue(src, 0, 16_383, true);
+    assert(!out.holding);
+    out.putValue(src, 1, 20_000, true); // no sendGathered: Deno's sockets
+    out.sendGathered = () => 0;
+    out.putValue(src, 1, 20_000, false);
+    assert(!out.holding);
+    assertEquals(out.pos, 16_383 + 2 * 20_000);
+  });
+});
+
+Deno.test("reader: a direct read fills the view, then the buffer with what follows, in one read", () => {
+  const data = Uint8Array.from({ length: 30_000 }, (_, i) => i & 0xff);
+  let reads = 0;
+  let off = 0;
+  const src = {
+    read: () => Promise.resolve(null),
+    readNow(p: Uint8Array, at: number, len: number): number {
+      reads++;
+      const n = Math.min(len, data.length - off);
+      p.set(data.subarray(off, off + n), at);
+      off += n;
+      return n;
+    },
+    readScattered(first: Uint8Array, second: Uint8Array, at: number, len: number): number {
+      reads++;
+      const a = Math.min(first.length, data.length - off);
+      first.set(data.subarray(off, off + a));
+      off += a;
+      const b = Math.min(len, data.length - off);
+      second.set(data.subarray(off, off + b), at);
+      off += b;
+      return a + b;
+    },
+  };
+  const r = new BufferedReader(src, 4096);
+  assertEquals(r.fillNow(src), 4096);
+  r.consume(4096);
+  const view = new Uint8Array(20_000);
+  r.readDirect(view);
+  assertEquals(r.fillNow(src), 20_000 + 4096);
+  assertEquals(reads, 2);
+  assertEquals(r.directRead, 20_000);
+  assertEquals(Array.from(view), Array.from(data.subarray(4096, 24_096)));
+  assertEquals(
+    Array.from(r.buf.subarray(r.start, r.end)),
+    Array.from(data.subarray(24_096, 28_192)),
+  );
+  assertEquals(r.bytesRead, 28_192);
+});

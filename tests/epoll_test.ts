@@ -66,6 +66,17 @@ function join(head: string, body: Uint8Array, tail: string): Uint8Array {
   return out;
 }
 
+/** The arrays one after another, as one. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** `n` bytes of a pattern that holds every byte value, CR LF pairs included. */
 function pattern(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -538,6 +549,41 @@ Deno.test("back-pressure: 200 × 512 KB to a client that waits, another served m
         assertEquals(await stat(other, "get_hits"), TIMES + 2);
       });
     });
+  }
+});
+
+Deno.test("back-pressure: large values held for a gathered send stay as they were got while sets replace them", async (t) => {
+  for (const engine of ENGINES) {
+    for (const size of [17 * 1024, 300 * 1024]) {
+      await t.step(`--io ${engine}, ${size} B values`, async () => {
+        await withTwoClients(engine, async (slow, other) => {
+          const value = (i: number) => pattern(size, i);
+          // a 50 KB line grows the read buffer, so that whole 17 KiB sets fit in one read
+          const keys = Array.from({ length: 5000 }, (_, i) => `miss${i}`).join(" ");
+          assertEquals(await slow.call(`get ${keys}\r\n`), "END\r\n");
+          await slow.send(join(`set big 5 0 ${size}\r\n`, value(0), "\r\n"));
+          assertEquals(await slow.readLine(), "STORED");
+          // get, then a set of the same key (reusing freed chunks), again and again, unread:
+          // the gathered sends come up short and the rest is copied
+          const times = Math.ceil(12e6 / size);
+          const ask: Uint8Array[] = [];
+          const want: Uint8Array[] = [];
+          for (let i = 1; i <= times; i++) {
+            ask.push(join(`get big\r\nset big 5 0 ${size}\r\n`, value(i), "\r\n"));
+            want.push(join(`VALUE big 5 ${size}\r\n`, value(i - 1), "\r\nEND\r\nSTORED\r\n"));
+          }
+          // (sent while the replies are read: memg stops reading while its replies wait)
+          const sending = slow.send(concat(ask)).then(() => null, (e) => e);
+          await sleep(200);
+          await setGet(other, "meanwhile");
+          await expectRepeated(slow.conn, concat(want), 1, 15000);
+          assertEquals(await sending, null);
+          const last = join(`VALUE big 5 ${size}\r\n`, value(times), "\r\nEND\r\n");
+          await slow.send("get big\r\n");
+          await expectRepeated(slow.conn, last, 1, 5000);
+        });
+      });
+    }
   }
 });
 

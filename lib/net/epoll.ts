@@ -46,7 +46,6 @@ import {
   IPPROTO_TCP,
   type Libc,
   libc,
-  MSG_MORE,
   MSG_NOSIGNAL,
   SHUT_WR,
   SO_REUSEADDR,
@@ -73,6 +72,17 @@ const SETTLE_TICKS = 64;
 const ACCEPT_RETRY_MS = 10;
 /** An eventfd increment. */
 const ONE = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
+/** Parts one gathered send passes to `sendmsg` at most (the rest waits for the next send). */
+const GATHER_MAX = 32;
+/**
+ * The iovecs and the `struct msghdr` of a gathered send (64-bit Linux layouts), shared: sends
+ * run one at a time. The iovecs are larger than V8 keeps inside its heap, so they never move.
+ */
+const iov = new Uint8Array(GATHER_MAX * 16);
+const iov64 = new BigUint64Array(iov.buffer);
+const iov32 = new Uint32Array(iov.buffer);
+const msghdr = new Uint8Array(56);
+const msghdr64 = new BigUint64Array(msghdr.buffer);
 const INTEREST = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 const READABLE = EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP;
 const WRITABLE = EPOLLOUT | EPOLLHUP | EPOLLERR;
@@ -389,6 +399,35 @@ export class EpollConn implements Watcher {
     return typeof r === "number" ? r : -1;
   }
 
+  /**
+   * As `readNow`, into all of `first` and then `second[off, off + len)`, with one `readv`. Both
+   * must be buffers of more than 64 bytes (see `sendGathered`).
+   */
+  readScattered(first: Uint8Array, second: Uint8Array, off: number, len: number): number {
+    if (this.#closed) return -1;
+    if (!this.#readable) return 0;
+    const c = this.#c;
+    iov64[0] = c.addressOf(first, 0, 0);
+    iov32[2] = first.length;
+    iov32[3] = 0;
+    iov64[2] = c.addressOf(second, 0, 0) + BigInt(off);
+    iov32[6] = len;
+    iov32[7] = 0;
+    const want = first.length + len;
+    for (;;) {
+      const n = c.readv(this.#fd, iov, 2);
+      if (n > 0) {
+        if (n < want && !this.#hungUp) this.#readable = false;
+        return n;
+      }
+      if (n === 0) return -1;
+      const code = errno(c);
+      if (code === EINTR) continue;
+      if (code === EAGAIN) this.#readable = false;
+      return code === EAGAIN ? 0 : -1;
+    }
+  }
+
   /** Writes some of `p` now if the socket takes it: the byte count (as `Deno.Conn.write`). */
   write(p: Uint8Array): Promise<number> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("connection closed"));
@@ -404,12 +443,44 @@ export class EpollConn implements Watcher {
    * Sends what the socket takes of `p[0, len)` right now: the byte count (0 when it is full,
    * when a write is waiting, or on an error, which the next `write` reports).
    */
-  sendNow(p: Uint8Array, len = p.length, more = false): number {
+  sendNow(p: Uint8Array, len = p.length): number {
     if (this.#closed || !this.#writable || this.#writing !== null) return 0;
-    // With `more`, the rest of the reply follows at once: the kernel may hold a partial segment.
     // (C reads `len` bytes of `p`: never more than `p` holds.)
-    const r = this.#trySend(p, Math.min(len, p.length), more ? MSG_MORE : 0);
+    const r = this.#trySend(p, Math.min(len, p.length));
     return typeof r === "number" ? r : 0;
+  }
+
+  /**
+   * Sends what the socket takes of `parts[0, count)` right now, in order, with one `sendmsg`:
+   * the byte count (0 as `sendNow`). Every part must view a buffer of more than 64 bytes (kept
+   * outside V8's heap, so not moved while the addresses are taken).
+   */
+  sendGathered(parts: readonly Uint8Array[], count: number): number {
+    if (this.#closed || !this.#writable || this.#writing !== null) return 0;
+    const c = this.#c;
+    const n = Math.min(count, GATHER_MAX);
+    let len = 0;
+    for (let i = 0; i < n; i++) {
+      const part = parts[i];
+      iov64[2 * i] = c.addressOf(part, 0, 0);
+      iov32[4 * i + 2] = part.length;
+      iov32[4 * i + 3] = 0;
+      len += part.length;
+    }
+    if (len === 0) return 0;
+    msghdr64[2] = c.addressOf(iov, 0, 0); // msg_iov; msg_name and msg_control stay null
+    msghdr64[3] = BigInt(n); // msg_iovlen
+    for (;;) {
+      const sent = c.sendmsg(this.#fd, msghdr, MSG_NOSIGNAL);
+      if (sent >= 0) {
+        if (sent < len) this.#writable = false;
+        return sent;
+      }
+      const code = errno(c);
+      if (code === EINTR) continue;
+      if (code === EAGAIN) this.#writable = false;
+      return 0; // (an error: the next `write` reports it)
+    }
   }
 
   /** Closes the socket if it is still open (after an internal error). */
@@ -537,10 +608,10 @@ export class EpollConn implements Watcher {
   }
 
   /** Bytes sent, an error, or undefined: the socket buffer is full. */
-  #trySend(p: Uint8Array, len = p.length, more = 0): number | Error | undefined {
+  #trySend(p: Uint8Array, len = p.length): number | Error | undefined {
     if (len === 0) return 0;
     for (;;) {
-      const n = this.#c.send(this.#fd, p, len, MSG_NOSIGNAL | more);
+      const n = this.#c.send(this.#fd, p, len, MSG_NOSIGNAL);
       if (n >= 0) {
         if (n < len) this.#writable = false;
         return n;

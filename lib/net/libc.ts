@@ -23,7 +23,9 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   read: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  readv: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   send: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
@@ -40,6 +42,12 @@ const SYMBOLS = {
   write: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
   memcpy: { parameters: ["buffer", "pointer", "u32"], result: "pointer" },
+  /**
+   * `memset(buf, 0, 0)` writes nothing and returns `buf`: the address of a buffer's bytes, for
+   * an iovec. (`Deno.UnsafePointer.of` would do, but needs the `ffi` permission, which start-up
+   * revokes; a call loaded before that keeps working.)
+   */
+  addressOf: { name: "memset", parameters: ["buffer", "i32", "u32"], result: "usize" },
 } as const;
 
 /**
@@ -54,7 +62,9 @@ export interface Libc {
   accept4(fd: number, addr: Uint8Array, len: Uint8Array, flags: number): number;
   getsockname(fd: number, addr: Uint8Array, len: Uint8Array): number;
   read(fd: number, buf: Uint8Array, len: number): number;
+  readv(fd: number, iov: Uint8Array, count: number): number;
   send(fd: number, buf: Uint8Array, len: number, flags: number): number;
+  sendmsg(fd: number, msg: Uint8Array, flags: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   epoll_create1(flags: number): number;
@@ -65,6 +75,8 @@ export interface Libc {
   write(fd: number, buf: Uint8Array, len: number): number;
   __errno_location(): Deno.PointerValue;
   memcpy(dst: Uint8Array, src: Deno.PointerValue, len: number): Deno.PointerValue;
+  /** Call as `addressOf(buf, 0, 0)`. */
+  addressOf(buf: Uint8Array, zero: 0, none: 0): bigint;
 }
 
 export const AF_INET = 2;
@@ -78,7 +90,6 @@ export const IPPROTO_TCP = 6;
 export const TCP_NODELAY = 1;
 export const SHUT_WR = 1;
 export const MSG_NOSIGNAL = 0x4000;
-export const MSG_MORE = 0x8000;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
 export const EPOLLIN = 0x001;

@@ -157,6 +157,7 @@ export class TextProtocol implements Protocol {
       }
       if (this.#pending !== Pending.None && !this.#receiveValue()) return Step.More;
       if (out.pos >= FLUSH_AT) return Step.Flush;
+      if (out.holding) out.release(); // the next command may change a held value
       if (r.start >= this.#warmedTo) this.#warmedTo = this.#warm(r.buf, r.start, r.end);
       if (this.#simpleGet()) continue;
       const lf = r.line();
