@@ -87,9 +87,15 @@ export function evaluate(results: ScenarioResult[]): TargetResult[] {
       case 3:
         out.push(target(r, "ops/s memg/memcached", ops, 0.8, true));
         break;
-      case 4:
+      case 4: {
         out.push(target(r, "p99 memg/memcached", ratio(mg?.p99_us, mc?.p99_us), 1.5, false));
+        const both = ratio(
+          r.runs["memg:paired"]?.load?.p99_us,
+          r.runs["memcached:paired"]?.load?.p99_us,
+        );
+        out.push(target(r, "p99 memg/memcached, at once", both, 1.5, false));
         break;
+      }
       case 5: {
         const net = ratio(netBytesPerItem(r.runs.memg), netBytesPerItem(r.runs.memcached));
         out.push(target(r, "net bytes/item memg/memcached", net, 1.3, false));
@@ -210,6 +216,16 @@ export function formatTable(results: ScenarioResult[]): string {
       lines.push(
         `     ceiling (Deno, no store): ${int(c.ops_per_sec)} ops/s, p99 ${int(c.p99_us)} µs; ` +
           `memg = ${fix(ratio(m?.ops_per_sec, c.ops_per_sec))} × ceiling`,
+      );
+    }
+    if (r.id === 4 && r.runs["memg:paired"]?.load !== undefined) {
+      lines.push(
+        trafficRow(
+          "",
+          "  both at once on core 0",
+          r.runs["memcached:paired"],
+          r.runs["memg:paired"],
+        ),
       );
     }
     for (const note of r.notes) lines.push(`     note: ${note}`);

@@ -319,6 +319,34 @@ async function trafficRun(
   return m;
 }
 
+/**
+ * Both servers up, pre-loaded and driven at once (each by its own generator), so that the
+ * host's stalls of the shared core hit both alike: memcached's and memg's measurements.
+ */
+async function pairedRun(
+  s: Settings,
+  t: Traffic,
+  opts: ServerOptions,
+): Promise<[Measurement, Measurement]> {
+  s.log("  s4-paired: memcached and memg at once, both on core 0");
+  let mg!: Measurement;
+  const mc = await withServer(s, "memcached", opts, "s4-paired", async (mcServer, mcM) => {
+    mg = await withServer(s, "memg", opts, "s4-paired", async (mgServer, mgM) => {
+      for (const [server, m] of [[mcServer, mcM], [mgServer, mgM]] as const) {
+        m.preload = await preload(s, server.port, t, t.keys);
+        await checkResident(server.port, t.keys);
+      }
+      await Promise.all([
+        traffic(s, mcServer, t, "full", mcM),
+        traffic(s, mgServer, t, "full", mgM),
+      ]);
+    });
+  });
+  s.log(`  s4-paired: memcached: ${describe(mc)}`);
+  s.log(`  s4-paired: memg: ${describe(mg)}`);
+  return [mc, mg];
+}
+
 async function memoryRun(s: Settings, kind: ServerKind, items: number): Promise<Measurement> {
   s.log(`  s5: loading ${items} items into ${kind}`);
   const m = await withServer(s, kind, { memoryMb: MEMORY_MB }, "s5", async (server, m) => {
@@ -375,11 +403,12 @@ async function measureAll(s: Settings, id: number, pair: Pair, result: ScenarioR
     case 3:
       for (const k of pair) runs[k] = await trafficRun(s, k, "s3", LARGE, opts);
       return;
-    case 4:
-      for (const k of pair) {
-        runs[k] = await trafficRun(s, k, "s4", LIGHT, { ...opts, extraArgs: ["-c", "4096"] });
-      }
+    case 4: {
+      const light = { ...opts, extraArgs: ["-c", "4096"] };
+      for (const k of pair) runs[k] = await trafficRun(s, k, "s4", LIGHT, light);
+      [runs["memcached:paired"], runs["memg:paired"]] = await pairedRun(s, LIGHT, light);
       return;
+    }
     case 5:
       for (const k of pair) runs[k] = await memoryRun(s, k, residentItems(5, s.quick));
       return;
