@@ -25,6 +25,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "./helpers/assert.ts";
+import { concat } from "../bench/fuzz.ts";
 import { latin1, RawClient } from "./helpers/client.ts";
 import { runMain, spawnMemg, START_PERMISSIONS, startMemg } from "./helpers/server.ts";
 import { stat, statBecomes } from "./helpers/stats.ts";
@@ -63,17 +64,6 @@ function join(head: string, body: Uint8Array, tail: string): Uint8Array {
   out.set(h);
   out.set(body, h.length);
   out.set(t, h.length + body.length);
-  return out;
-}
-
-/** The arrays one after another, as one. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
   return out;
 }
 
