@@ -92,6 +92,9 @@ const I64_MAX = (1n << 63n) - 1n;
  * `2147483648` as -2147483648 — exactly what memcached 1.6.18 stores.
  */
 export function parseI32(buf: Uint8Array, start: number, end: number): number | null {
+  // plain digits (an exptime of `0`, flags): no scan, whose tuple would be an allocation
+  const plain = parseCount(buf, start, end);
+  if (plain !== BAD) return plain | 0;
   const s = scan(buf, start, end);
   if (s === null) return null;
   const [negative, from, to] = s;
