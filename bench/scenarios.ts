@@ -74,9 +74,16 @@ const LARGE: Traffic = { ...SMALL, sets: 1, gets: 1, valueSize: 64 * 1024, keys:
 const LIGHT: Traffic = { ...SMALL, conns: 1000, rate: 5000 };
 const BINARY: Traffic = { ...SMALL, binary: true };
 
+/** The traffic of scenario 1, 2, 3, 4 or 7 (for `bench/ab.ts`, `bench/alloc.ts`); else null. */
+export function scenarioTraffic(id: number): Traffic | null {
+  return ({ 1: SMALL, 2: PIPELINED, 3: LARGE, 4: LIGHT, 7: BINARY } as Record<number, Traffic>)[
+    id
+  ] ?? null;
+}
+
 /** The closed-loop traffic of scenarios 1, 2, 3 and 7 (for `bench/ab.ts`); null for the others. */
 export function closedLoopTraffic(id: number): Traffic | null {
-  return ({ 1: SMALL, 2: PIPELINED, 3: LARGE, 7: BINARY } as Record<number, Traffic>)[id] ?? null;
+  return id === 4 ? null : scenarioTraffic(id);
 }
 
 const MEMORY_MB = 1024;

@@ -36,6 +36,10 @@ export interface ServerOptions {
    * directory, so its own `deno.json` applies), with this checkout's V8 flags (`bench/ab.ts`).
    */
   checkout?: string;
+  /** memg only: open V8's inspector on this loopback port (`bench/alloc.ts`). */
+  inspectPort?: number;
+  /** memg only: V8 flags added to memg's own (`bench/alloc.ts --no-inline`). */
+  extraV8Flags?: string[];
 }
 
 /** A running server child process. */
@@ -129,13 +133,18 @@ function commandFor(kind: ServerKind, port: number, opts: ServerOptions): string
     case "memcached":
       return [MEMCACHED, "-t", "1", "-U", "0", "-u", "root", ...common];
     case "memg": {
-      const bin = opts.profileDir === undefined ? opts.memgBinary ?? null : null;
+      const bin = opts.profileDir === undefined && opts.inspectPort === undefined
+        ? opts.memgBinary ?? null
+        : null;
       if (bin !== null) return [bin, ...common];
       const prof = opts.profileDir === undefined
         ? []
         : ["--cpu-prof", `--cpu-prof-dir=${opts.profileDir}`];
+      if (opts.inspectPort !== undefined) prof.push(`--inspect=127.0.0.1:${opts.inspectPort}`);
       const main = opts.checkout === undefined ? `${ROOT}main.ts` : `${opts.checkout}/main.ts`;
-      return [Deno.execPath(), "run", "-A", ...MEMG_V8_FLAGS, ...prof, main, ...common];
+      const more = opts.extraV8Flags ?? [];
+      const v8 = more.length === 0 ? MEMG_V8_FLAGS : MEMG_V8_FLAGS.map((f) => [f, ...more].join());
+      return [Deno.execPath(), "run", "-A", ...v8, ...prof, main, ...common];
     }
     case "ceiling":
       return [
