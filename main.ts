@@ -10,6 +10,7 @@ import { startMetrics } from "./lib/metrics.ts";
 import { dropPrivileges } from "./lib/permissions.ts";
 import { Server } from "./lib/server.ts";
 import { loadSnapshot, saveSnapshot } from "./lib/snapshot.ts";
+import { largePagesUnavailable } from "./lib/store/large_pages.ts";
 import { SlabStore } from "./lib/store/slab.ts";
 import { type Clock, TickingClock } from "./lib/store/store.ts";
 import { loadTls, TlsFileError } from "./lib/tls.ts";
@@ -39,6 +40,7 @@ export function createServer(config: Config, clock: Clock = new TickingClock()):
     growthFactor: config.growthFactor,
     minChunk: 48 + config.slabMinSize,
     chunkMax: config.slabChunkMaxKb * 1024,
+    largePages: config.largePages,
   });
   return new Server(new Cache(store, config), loadAuthentication(config), loadTls(config));
 }
@@ -61,6 +63,10 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const config = parsed.config;
+  const noLargePages = config.largePages ? largePagesUnavailable() : null;
+  if (noLargePages !== null) {
+    config.warnings.push(`-L: ${noLargePages}; item memory is on ordinary pages`);
+  }
   for (const w of config.warnings) console.error(`memg: warning: ${w}`);
   let server: Server;
   try {

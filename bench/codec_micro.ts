@@ -5,7 +5,9 @@
  * that a change to parsing, lookup or reply building can be measured without the noise of the
  * network and the load generator.
  *
- *     taskset -c 0 deno run --allow-all bench/codec_micro.ts [--keys=100000] [--gets-only]
+ *     taskset -c 0 deno run --allow-all bench/codec_micro.ts [--keys=100000] [--gets-only] [-L]
+ *
+ * `-L` puts the store on transparent huge pages, as memg's `-L` does.
  *
  * @module
  */
@@ -24,13 +26,14 @@ const BATCHES = 20_000;
 const ROUNDS = 6;
 const PASSES = 5;
 
-const args = parseArgs(Deno.args, { string: ["keys"], boolean: ["gets-only"] });
+const args = parseArgs(Deno.args, { string: ["keys"], boolean: ["gets-only", "L"] });
 const keys = Number(args.keys ?? "100000");
 const store = new SlabStore({
   limitBytes: 1024 * 1024 * 1024,
   itemSizeMax: 1024 * 1024,
   evict: true,
   clock: new TickingClock(),
+  largePages: args.L,
 });
 const cache = new Cache(store, defaultConfig());
 const session: Session = {
@@ -85,3 +88,7 @@ for (let round = 0; round < ROUNDS; round++) {
 const misses = cache.counters.get_misses;
 console.log(`${keys} keys; gets hit ${cache.counters.get_hits - hitsBefore}, missed ${misses}`);
 if (misses > 0) throw new Error("every get should hit: the benchmark measured something else");
+if (args.L) {
+  const huge = Deno.readTextFileSync("/proc/self/smaps_rollup").match(/AnonHugePages:\s+(\d+)/);
+  console.log(`-L: ${huge ? Number(huge[1]) >> 10 : 0} MiB on huge pages`);
+}

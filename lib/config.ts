@@ -31,6 +31,8 @@ export interface Config {
   enableShutdown: boolean;
   memoryLimitMb: number;
   evictions: boolean;
+  /** Item memory on transparent huge pages where the kernel offers them (`-L`). */
+  largePages: boolean;
   connLimit: number;
   verbose: number;
   itemSizeMax: number;
@@ -76,6 +78,7 @@ export function defaultConfig(): Config {
     enableShutdown: false,
     memoryLimitMb: 64,
     evictions: true,
+    largePages: false,
     connLimit: 1024,
     verbose: 0,
     itemSizeMax: 1024 * 1024,
@@ -371,6 +374,7 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
     config.memoryLimitMb = Math.floor(mb);
   }
   config.evictions = a.M !== true;
+  config.largePages = a.L === true;
   const c = str("c");
   if (c !== undefined) config.connLimit = integer(c, "c", 1, 1_000_000);
   const v = a.v;
@@ -476,7 +480,6 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
         "-r: core dump limits are not changed by memg",
       ],
       ["k", "-k: memory locking is not available"],
-      ["L", "-L: large pages are not available"],
       [
         "X",
         "-X: memg has no cachedump to disable",
@@ -518,6 +521,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -A, --enable-shutdown     enable ascii "shutdown" command
 -m, --memory-limit=<num>  item memory in megabytes (default: 64)
 -M, --disable-evictions   return error on memory exhausted instead of evicting
+-L, --enable-largepages   put item memory on transparent huge pages (Linux; fewer TLB misses)
 -c, --conn-limit=<num>    max simultaneous connections (default: 1024)
 -v, --verbose             verbose (print errors/warnings); -vv also prints commands
 -h, --help                print this help and exit
@@ -537,7 +541,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -o, --extended            idle_timeout=<s>, slab_chunk_max=<kb>, ssl_chain_cert=<file>,
                           ssl_key=<file>; other memcached options are accepted and ignored
                           with a warning (for ssl_* ones, saying what Deno cannot do)
--U, -u, -t, -d, -r, -k, -L, -P, -D, -X, -W, -e, -N
+-U, -u, -t, -d, -r, -k, -P, -D, -X, -W, -e, -N
                           accepted for compatibility with a warning; no effect in memg
     --single              exit after the first connection closes (for profiling)
     --metrics-port=<num>  serve /metrics (Prometheus), /stats.json and a live page over

@@ -1,6 +1,7 @@
 /**
- * The few Linux C library calls memg's own network engine (`./epoll.ts`) makes through Deno's
- * FFI: sockets, non-blocking reads and writes, and epoll. Loaded once, at start-up, while the
+ * The few Linux C library calls memg makes through Deno's FFI: sockets, non-blocking reads and
+ * writes and epoll for its own network engine (`./epoll.ts`), and `madvise` for large pages
+ * (`../store/large_pages.ts`). Loaded once, at start-up, while the
  * `ffi` permission is still granted; calling the loaded symbols needs no permission later, so
  * start-up revokes `ffi` like every other permission (no new library can be loaded).
  *
@@ -10,7 +11,9 @@
  * reaches 4 GiB.
  *
  * Memory safety rests on one rule: every buffer handed to C is a `Uint8Array` passed together
- * with its own length (or less), so C never writes outside memory JavaScript owns.
+ * with its own length (or less), so C never writes outside memory JavaScript owns. `madvise`
+ * takes an address instead, and is only ever given whole pages inside an `ArrayBuffer` memg
+ * allocated and keeps.
  *
  * @module
  */
@@ -48,6 +51,10 @@ const SYMBOLS = {
    * revokes; a call loaded before that keeps working.)
    */
   addressOf: { name: "memset", parameters: ["buffer", "i32", "u32"], result: "usize" },
+  /** Asks for huge pages under a cache's pages (`-L`), or gives a released page's memory back. */
+  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
+  /** For the kernel's huge page setting in sysfs, which Deno's read permission never covers. */
+  open: { parameters: ["buffer", "i32"], result: "i32" },
 } as const;
 
 /**
@@ -77,8 +84,15 @@ export interface Libc {
   memcpy(dst: Uint8Array, src: Deno.PointerValue, len: number): Deno.PointerValue;
   /** Call as `addressOf(buf, 0, 0)`. */
   addressOf(buf: Uint8Array, zero: 0, none: 0): bigint;
+  madvise(addr: bigint, len: bigint, advice: number): number;
+  /** `path` is NUL-terminated. */
+  open(path: Uint8Array, flags: number): number;
 }
 
+export const O_RDONLY = 0;
+export const O_CLOEXEC = 0o2000000;
+export const MADV_DONTNEED = 4;
+export const MADV_HUGEPAGE = 14;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;

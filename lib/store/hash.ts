@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { LargePages } from "./large_pages.ts";
 import { NONE, WARM_MAX } from "./store.ts";
 import { ITEM_HEADER, KEY_MASK, type SlabPages, W_HASH, W_HNEXT, W_META } from "./slab_pages.ts";
 
@@ -42,8 +43,10 @@ export class HashIndex {
   /** Scratch for `warm`: the buckets' first items. */
   private readonly warmRefs = new Int32Array(WARM_MAX);
 
-  constructor(private readonly mem: SlabPages) {
+  /** `large`: ask for huge pages under the bucket arrays (`-L`). */
+  constructor(private readonly mem: SlabPages, private readonly large: LargePages | null = null) {
     this.table = new Int32Array(1 << INITIAL_POWER);
+    large?.adviseBuffer(this.table.buffer);
     this.mask = this.table.length - 1;
   }
 
@@ -169,6 +172,7 @@ export class HashIndex {
     this.oldMask = this.mask;
     this.migrated = 0;
     this.table = new Int32Array(this.old.length * 2);
+    this.large?.adviseBuffer(this.table.buffer);
     this.mask = this.table.length - 1;
   }
 

@@ -74,6 +74,7 @@ import {
   W_TIME,
 } from "./slab_pages.ts";
 import { hashBytes, HashIndex } from "./hash.ts";
+import { LargePages } from "./large_pages.ts";
 import { Lru } from "./lru.ts";
 
 /** Options of a `SlabStore`; the first four are every store's. */
@@ -93,6 +94,8 @@ export interface SlabStoreOptions {
   pageSize?: number;
   /** Largest chunk (`-o slab_chunk_max`): divides the page, default half of it. */
   chunkMax?: number;
+  /** Pages and hash table on transparent huge pages where available (`-L`), default false. */
+  largePages?: boolean;
 }
 
 /** memcached's ITEM_UPDATE_INTERVAL: a hit moves an item to the LRU head at most this often. */
@@ -178,6 +181,7 @@ export class SlabStore implements Store {
     this.itemSizeMax = max;
     this.evict = opts.evict;
     const pageSize = opts.pageSize ?? 1 << 20;
+    const large = opts.largePages ? LargePages.open(pageSize) : null;
     this.mem = new SlabPages(
       {
         pageSize,
@@ -186,10 +190,11 @@ export class SlabStore implements Store {
         growthFactor: opts.growthFactor ?? 1.25,
       },
       pagesFor(opts.limitBytes, pageSize),
+      large,
     );
     const classes = this.mem.largest + 1;
     this.lru = new Lru(this.mem, classes);
-    this.index = new HashIndex(this.mem);
+    this.index = new HashIndex(this.mem, large);
     this.classStats = new Float64Array(classes * NSTAT);
     this.sizes = new Float64Array(this.mem.chunkMax / SIZE_BUCKET + 1);
     this.maxKey = Math.min(KEY_MASK, this.mem.chunkMax - ITEM_HEADER);

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { ArenaPage, LargePages } from "./large_pages.ts";
 import { NONE } from "./store.ts";
 
 /** Bytes of the header that starts an item's first chunk. */
@@ -130,8 +131,15 @@ export class SlabPages {
   private freeIds = new Int32Array(0);
   private freeIdCount = 0;
   private readonly bySize: Uint8Array;
+  /** Where each page id's memory came from, with `large` (else its own buffer). */
+  private readonly arenaPages: Array<ArenaPage | null> = [];
 
-  constructor(geometry: SlabGeometry, maxPages: number) {
+  /** `large`: carve pages from huge-page arenas (`-L`) instead of a buffer each. */
+  constructor(
+    geometry: SlabGeometry,
+    maxPages: number,
+    private readonly large: LargePages | null = null,
+  ) {
     const { pageSize, growthFactor } = geometry;
     if (!Number.isInteger(pageSize) || pageSize < 4096 || pageSize > 2 ** 26) {
       throw new RangeError(`page size ${pageSize} is not in [4 KiB, 64 MiB]`);
@@ -259,10 +267,14 @@ export class SlabPages {
   addPage(c: number): boolean {
     if (this.pagesInUse >= this.maxPages) return false;
     const p = this.freeIdCount > 0 ? this.freeIds[--this.freeIdCount] : this.pageIds++;
-    const buf = new ArrayBuffer(this.pageSize);
-    this.u8[p] = new Uint8Array(buf);
-    this.i32[p] = new Int32Array(buf);
-    this.f64[p] = new Float64Array(buf);
+    const size = this.pageSize;
+    const at = this.large?.take() ?? null;
+    const buf = at?.buffer ?? new ArrayBuffer(size);
+    const off = at?.offset ?? 0;
+    this.arenaPages[p] = at;
+    this.u8[p] = new Uint8Array(buf, off, size);
+    this.i32[p] = new Int32Array(buf, off, size / 4);
+    this.f64[p] = new Float64Array(buf, off, size / 8);
     this.pagesInUse++;
     this.carve(p, c);
     return true;
@@ -302,6 +314,9 @@ export class SlabPages {
     this.u8[p] = EMPTY_U8;
     this.i32[p] = EMPTY_I32;
     this.f64[p] = EMPTY_F64;
+    const at = this.arenaPages[p];
+    if (at) this.large!.give(at);
+    this.arenaPages[p] = null;
     this.freeIds[this.freeIdCount++] = p;
     this.pagesInUse--;
   }
