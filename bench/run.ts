@@ -9,7 +9,8 @@
  * Flags: --scenario N (repeatable or comma list; default all), --duration S (default 10),
  * --warmup S, --rounds N (repeat each scenario N times, alternating which server goes first,
  * and report medians), --quick (2 s runs, smaller item counts), --json FILE, --profile (memg
- * under `deno run --cpu-prof`, top self-time frames printed per memg run).
+ * under `deno run --cpu-prof`, top self-time frames printed per memg run), --server-args
+ * "FLAGS" (given to memcached and memg alike, e.g. `-L` for large pages).
  *
  * @module
  */
@@ -28,6 +29,7 @@ import { compiledMemg, killServers, MEMG_V8_FLAGS, memgBinaryExists } from "./se
 
 const USAGE = `usage: deno task bench [--scenario N[,N...]]... [--duration S] [--warmup S]
                        [--rounds N] [--quick] [--json FILE] [--profile]
+                       [--server-args "FLAGS"]
 scenarios: 1 small values, 2 pipelined (+ ceiling), 3 64 KiB values, 4 1000 light connections,
            5 RSS per item, 6 latency with many resident items, 7 binary protocol`;
 
@@ -37,6 +39,7 @@ type Flags = {
   warmup?: string;
   json?: string;
   rounds?: string;
+  "server-args"?: string;
   quick: boolean;
   profile: boolean;
   help: boolean;
@@ -92,7 +95,7 @@ function gitCommit(): string {
 
 async function main(): Promise<number> {
   const flags = parseArgs(Deno.args, {
-    string: ["scenario", "duration", "warmup", "json", "rounds"],
+    string: ["scenario", "duration", "warmup", "json", "rounds", "server-args"],
     boolean: ["quick", "profile", "help"],
     collect: ["scenario"],
     unknown: (arg) => fail(`unknown argument ${arg}`),
@@ -111,6 +114,7 @@ async function main(): Promise<number> {
     profileDir,
     loadgen: await buildLoadgen(),
     memgBinary: profileDir === null ? compiledMemg() : null,
+    serverArgs: (flags["server-args"] ?? "").split(/\s+/).filter((a) => a !== ""),
     log: (line) => console.log(line),
   };
   if (settings.duration === 0) fail("--duration must be above 0");
@@ -126,6 +130,7 @@ async function main(): Promise<number> {
   console.log(
     `memg benchmark, commit ${gitCommit()}, ${new Date().toISOString()}\n` +
       `memg: ${memg}; memcached: /usr/bin/memcached -t 1\n` +
+      (settings.serverArgs.length > 0 ? `both with ${settings.serverArgs.join(" ")}\n` : "") +
       `${settings.duration} s measured after ${settings.warmup} s warm-up per run` +
       `${quick ? " (--quick)" : ""}; server on CPU 0, load generator on CPU 1; ` +
       `load average ${loadavg()}`,

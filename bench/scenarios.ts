@@ -22,6 +22,8 @@ export interface Settings {
   loadgen: string;
   /** The compiled memg to benchmark, or null for `deno run main.ts`. */
   memgBinary: string | null;
+  /** Flags given to memcached and memg alike in every scenario (`--server-args`, e.g. `-L`). */
+  serverArgs: string[];
   /** Prints progress lines. */
   log: (line: string) => void;
 }
@@ -281,7 +283,13 @@ async function withServer(
     ? `${s.profileDir}/${label}`
     : undefined;
   const started = Date.now();
-  const server = await startServer(kind, { ...opts, profileDir, memgBinary: s.memgBinary });
+  const extraArgs = [...s.serverArgs, ...opts.extraArgs ?? []];
+  const server = await startServer(kind, {
+    ...opts,
+    extraArgs,
+    profileDir,
+    memgBinary: s.memgBinary,
+  });
   const m: Measurement = { server: kind, command: server.command.join(" ") };
   try {
     await body(server, m);
