@@ -10,7 +10,7 @@
  * --warmup S, --rounds N (repeat each scenario N times, alternating which server goes first,
  * and report medians), --quick (2 s runs, smaller item counts), --json FILE, --profile (memg
  * under `deno run --cpu-prof`, top self-time frames printed per memg run), --server-args
- * "FLAGS" (given to memcached and memg alike, e.g. `-L` for large pages).
+ * ="FLAGS" (given to memcached and memg alike, e.g. `-L` for large pages).
  *
  * @module
  */
@@ -29,7 +29,7 @@ import { compiledMemg, killServers, MEMG_V8_FLAGS, memgBinaryExists } from "./se
 
 const USAGE = `usage: deno task bench [--scenario N[,N...]]... [--duration S] [--warmup S]
                        [--rounds N] [--quick] [--json FILE] [--profile]
-                       [--server-args "FLAGS"]
+                       [--server-args="FLAGS"]
 scenarios: 1 small values, 2 pipelined (+ ceiling), 3 64 KiB values, 4 1000 light connections,
            5 RSS per item, 6 latency with many resident items, 7 binary protocol`;
 
