@@ -505,4 +505,8 @@ conformance(
   "SlabStore with 64 KiB pages and 16 KiB chunks (values over 16 KiB are chained)",
   (o) => new SlabStore({ ...o, pageSize: 64 << 10, chunkMax: 16 << 10, growthFactor: 2 }),
 );
+conformance(
+  "SlabStore with -L (pages carved from huge-page arenas where Linux offers them)",
+  (o) => new SlabStore({ ...o, largePages: true }),
+);
 conformance("MapStore", (o) => new MapStore(o));
