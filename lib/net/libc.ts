@@ -1,9 +1,10 @@
 /**
  * The few Linux C library calls memg makes through Deno's FFI: sockets, non-blocking reads and
- * writes and epoll for its own network engine (`./epoll.ts`), and `madvise` for large pages
- * (`../store/large_pages.ts`). Loaded once, at start-up, while the
- * `ffi` permission is still granted; calling the loaded symbols needs no permission later, so
- * start-up revokes `ffi` like every other permission (no new library can be loaded).
+ * writes and epoll for its own network engine (`./epoll.ts`), and `madvise` (with `open` to read
+ * the kernel's huge page setting) for large pages (`../store/large_pages.ts`). Loaded once, at
+ * start-up, while the `ffi` permission is still granted; calling the loaded symbols needs no
+ * permission later, so start-up revokes `ffi` like every other permission (no new library can
+ * be loaded).
  *
  * Sizes are declared `u32`, not `usize`: a number passed where Deno's FFI expects a BigInt
  * deoptimises the calling code over and over. A 32-bit argument is zero-extended to the full
