@@ -68,6 +68,7 @@ export function generalStats(cache: Cache): Row[] {
     ["accepting_conns", cache.connections.accepting ? 1 : 0],
     ["threads", 1],
     ["conn_yields", c.conn_yields],
+    ...cache.store.extraStats(),
     ["bytes", s.bytes],
     ["curr_items", s.curr_items],
     ["total_items", cache.storeCounter("total_items")],

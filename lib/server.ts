@@ -24,8 +24,9 @@ const SWEEP_BUDGET_MS = 0.25;
 /**
  * Slices that reclaim nothing space the next ones out (1, 3, 7, … ticks skipped, up to this),
  * as memcached's crawler sleeps while it finds nothing: a cache of items without expiry times
- * is walked every 1.6 s at most, not every 50 ms. A slice that reclaims something resets it.
- * Expired items are also reclaimed when read and when their class needs memory.
+ * is walked every 1.6 s at most, not every 50 ms. A slice that reclaims something resets it,
+ * and none is skipped while the hash index doubles (`Store.sweepPending`). Expired items are
+ * also reclaimed when read and when their class needs memory.
  */
 const SWEEP_MAX_SKIP = 31;
 
@@ -116,7 +117,7 @@ export class Server implements ConnectionOwner {
     let skipped = 0;
     this.#timers.push(setInterval(() => {
       store.clock.tick?.();
-      if (skipped < skip) {
+      if (skipped < skip && !store.sweepPending) {
         skipped++;
         return;
       }

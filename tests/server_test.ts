@@ -308,6 +308,37 @@ Deno.test("-l host:port listens on each given address and port", async () => {
   }
 });
 
+Deno.test("an idle server finishes doubling its hash index in seconds, not backing off", async () => {
+  const memg = startMemg();
+  const c = await RawClient.connect(memg.port);
+  try {
+    // Idle first, so that sweeps have spaced themselves out (1.6 s apart) when the doubling
+    // starts: 49,153 items are one past 0.75 of 65,536 buckets, and no later set moves any.
+    await new Promise((r) => setTimeout(r, 2000));
+    let request = "";
+    for (let i = 0; i <= 49_152; i++) request += `set k:${i} 0 0 1 noreply\r\nx\r\n`;
+    await c.send(request);
+    assertEquals(await stat(c, "curr_items"), 49_153);
+    assertEquals(await stat(c, "hash_is_expanding"), 1);
+    const start = performance.now();
+    let expanding = 1;
+    while (expanding === 1 && performance.now() - start < 12_000) {
+      await new Promise((r) => setTimeout(r, 100));
+      expanding = await stat(c, "hash_is_expanding");
+    }
+    // Spaced-out sweeps of 4,096 buckets each took 25 s; sweeps on every tick, a few.
+    assertEquals(expanding, 0, "still doubling after 12 s");
+    assertEquals(await stat(c, "hash_power_level"), 17);
+    assertEquals(
+      await c.call("get k:0 k:49152\r\n", "END\r\n"),
+      "VALUE k:0 0 1\r\nx\r\nVALUE k:49152 0 1\r\nx\r\nEND\r\n",
+    );
+  } finally {
+    c.close();
+    await memg.close();
+  }
+});
+
 Deno.test("expired items are reclaimed in the background, never read, after idle sweeps", async () => {
   const memg = startMemg();
   const c = await RawClient.connect(memg.port);

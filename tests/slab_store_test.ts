@@ -352,6 +352,26 @@ Deno.test("slab store", async (t) => {
     assertEquals(store.sweep(0), 0);
   });
 
+  await t.step("sweep moves a doubling of the index along in slices of its budget", () => {
+    const { store } = fixture({ limitBytes: 64 * MiB });
+    const expanding = () => Object.fromEntries(store.extraStats()).hash_is_expanding === 1;
+    const value = new Uint8Array(8);
+    // One item past 0.75 of memcached's 65,536 buckets starts the doubling; no link after it
+    // moves buckets, so only sweeps can finish it.
+    for (let i = 0; i <= 49_152; i++) put(store, i, value);
+    assert(expanding() && store.sweepPending);
+    // A budget too small for more than a step or two: 64 buckets per step, 65,536 to move.
+    let calls = 0;
+    while (expanding() && calls < 10_000) {
+      assertEquals(store.sweep(0.000_001), 0);
+      calls++;
+    }
+    assert(!expanding() && !store.sweepPending, "the doubling never finished");
+    assert(calls >= 256, `${calls} sweeps of a microsecond's budget moved 65,536 buckets`);
+    for (let i = 0; i <= 49_152; i++) assertNotEquals(find(store, i), NONE);
+    checkInvariants(store);
+  });
+
   await t.step("setLimit shrinks by evicting whole pages and grows again", () => {
     const { store } = fixture();
     const value = new Uint8Array(10_000);

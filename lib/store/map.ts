@@ -76,6 +76,8 @@ export class MapStore implements Store {
     return this.#map.size;
   }
 
+  readonly sweepPending = false;
+
   #item(ref: ItemRef): Item {
     const it = this.#slots[ref];
     if (it === undefined) throw new RangeError(`no item at ${ref}`);
@@ -382,6 +384,10 @@ export class MapStore implements Store {
     this.#place(ref, this.#findString(it.key));
     it.cas = cas;
     this.#casCounter = Math.max(counter, cas);
+  }
+
+  extraStats(): Array<[string, number]> {
+    return [];
   }
 
   groupStats(_group: string): Array<[string, string | number]> | null {

@@ -262,6 +262,11 @@ export interface Store {
    * previous call stopped. Returns the number of items reclaimed.
    */
   sweep(budgetMs: number): number;
+  /**
+   * Whether `sweep` has work left besides reclaiming (the slab store's hash index doubling, for
+   * which gets wait on longer chains meanwhile): call it on every tick then, without backing off.
+   */
+  readonly sweepPending: boolean;
   /** Number of items visible to `find` (expired ones included until reclaimed). */
   readonly size: number;
   /**
@@ -285,4 +290,6 @@ export interface Store {
    * `STAT ` prefix), or `null` when the group is unknown to this store.
    */
   groupStats(group: string): Array<[string, string | number]> | null;
+  /** Rows of the general `stats` that only this store can give (memcached's names), or none. */
+  extraStats(): Array<[string, number]>;
 }
