@@ -6,15 +6,38 @@
  * it is the cost of memg's own parsing, storage and bookkeeping.
  *
  * It serves TCP with the same engine memg uses by default (memg's epoll engine, `lib/net/`),
- * or with Deno's own sockets when the third argument is `deno`.
+ * or with Deno's own sockets when the third argument is `deno`, or, with `bare`, with the least
+ * loop a Deno process can run: `epoll_wait` with no timeout on the main thread, reads and sends
+ * straight after, and never a turn of Deno's event loop (so no timers, no signal listeners: a
+ * SIGTERM ends it the default way). The bare loop is the floor under memg's engine, which shares
+ * the thread with Deno's event loop (`lib/net/epoll.ts`).
  *
- * Usage: `deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno]`.
+ * Usage: `deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno|bare]`.
  *
  * @module
  */
 
 import type { Transport } from "../lib/connection.ts";
 import { EpollConn, listenEpoll } from "../lib/net/epoll.ts";
+import {
+  AF_INET,
+  EAGAIN,
+  EPOLL_CTL_ADD,
+  EPOLLET,
+  EPOLLIN,
+  EPOLLOUT,
+  errno,
+  IPPROTO_TCP,
+  libc,
+  MSG_NOSIGNAL,
+  SO_REUSEADDR,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  TCP_NODELAY,
+} from "../lib/net/libc.ts";
+import { encodeSockaddr } from "../lib/net/sockaddr.ts";
 import type { Listener } from "../lib/server.ts";
 
 const LF = 10;
@@ -180,19 +203,95 @@ async function serve(conn: Transport, suffix: Uint8Array): Promise<void> {
   }
 }
 
+/**
+ * The bare loop: one blocking `epoll_wait` after another on the main thread, each ready socket
+ * read until it is empty, answered, and sent to at once. Never returns.
+ */
+function serveBare(port: number, suffix: Uint8Array): never {
+  const c = libc();
+  if (c === null) throw new Error("the bare loop needs Linux's libc and --allow-ffi");
+  const one = new Uint8Array([1, 0, 0, 0]);
+  const lfd = c.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  c.setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, one, 4);
+  const sa = encodeSockaddr(new Uint8Array([127, 0, 0, 1]), port);
+  if (c.bind(lfd, sa, sa.length) < 0 || c.listen(lfd, 4096) < 0) {
+    throw new Error(`listen on 127.0.0.1:${port}: errno ${errno(c)}`);
+  }
+  const ep = c.epoll_create1(0);
+  const ctl = new Uint8Array(16);
+  const ctlView = new DataView(ctl.buffer);
+  const DATA = Deno.build.arch === "x86_64" ? 4 : 8; // struct epoll_event is packed on x86-64
+  const SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
+  const watch = (fd: number, events: number) => {
+    ctlView.setUint32(0, events >>> 0, true);
+    ctlView.setUint32(DATA, fd, true);
+    c.epoll_ctl(ep, EPOLL_CTL_ADD, fd, ctl);
+  };
+  watch(lfd, EPOLLIN);
+  const events = new Uint8Array(512 * SIZE);
+  const view = new DataView(events.buffer);
+  const addr = new Uint8Array(128);
+  const addrLen = new Uint8Array(4);
+  const sessions = new Map<number, Session>();
+  console.log(`ceiling listening on tcp:127.0.0.1:${port} (bare)`);
+  for (;;) {
+    const n = c.epoll_wait(ep, events, 512, -1);
+    for (let i = 0; i < n; i++) {
+      const fd = view.getUint32(i * SIZE + DATA, true);
+      if (fd === lfd) {
+        for (;;) {
+          new DataView(addrLen.buffer).setUint32(0, addr.length, true);
+          const conn = c.accept4(lfd, addr, addrLen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (conn < 0) break;
+          c.setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, one, 4);
+          sessions.set(conn, new Session(suffix));
+          watch(conn, EPOLLIN | EPOLLOUT | EPOLLET);
+        }
+        continue;
+      }
+      const s = sessions.get(fd);
+      if (s === undefined) continue;
+      let open = true;
+      for (;;) {
+        s.room();
+        const got = c.read(fd, s.buf.subarray(s.end), s.buf.length - s.end);
+        if (got > 0) {
+          s.end += got;
+          continue;
+        }
+        open = got < 0 && errno(c) === EAGAIN;
+        break;
+      }
+      s.parse();
+      if (s.out.len > 0) {
+        const sent = c.send(fd, s.out.buf, s.out.len, MSG_NOSIGNAL);
+        if (sent > 0) {
+          s.out.buf.copyWithin(0, sent, s.out.len);
+          s.out.len -= sent;
+        }
+      }
+      if (!open) {
+        sessions.delete(fd);
+        c.close(fd); // (closing takes it out of the epoll set)
+      }
+    }
+  }
+}
+
 if (import.meta.main) {
   const port = Number(Deno.args[0]);
   const valueSize = Number(Deno.args[1] ?? "100");
   const io = Deno.args[2] ?? "epoll";
   if (
     !Number.isInteger(port) || !Number.isInteger(valueSize) || valueSize < 0 ||
-    (io !== "epoll" && io !== "deno")
+    (io !== "epoll" && io !== "deno" && io !== "bare")
   ) {
-    console.error("usage: deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno]");
+    console.error("usage: deno run -A bench/ceiling.ts <port> [value-size] [epoll|deno|bare]");
     Deno.exit(64);
   }
   // " 0 <size>\r\n<canned value>\r\nEND\r\n" follows the echoed key.
   const suffix = enc.encode(` 0 ${valueSize}\r\n${"x".repeat(valueSize)}\r\nEND\r\n`);
+  if (io === "bare") serveBare(port, suffix);
   // The same TCP engine memg uses, so that the gap between the two is parsing and storage.
   const listener: Listener = (io === "epoll" ? listenEpoll("127.0.0.1", port, 1024) : null) ??
     Deno.listen({ hostname: "127.0.0.1", port });

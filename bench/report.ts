@@ -218,6 +218,19 @@ export function formatTable(results: ScenarioResult[]): string {
           `memg = ${fix(ratio(m?.ops_per_sec, c.ops_per_sec))} × ceiling`,
       );
     }
+    if (r.id === 4) {
+      const mc = r.runs.memcached?.load?.p99_us;
+      for (
+        const [k, title] of [["ceiling", "memg's engine"], ["bare", "bare Deno loop"]] as const
+      ) {
+        const l = r.runs[k]?.load;
+        if (l === undefined) continue;
+        lines.push(
+          `     ${k} (${title}, no store): p99 ${int(l.p99_us)} µs, ` +
+            `${fix(ratio(l.p99_us, mc))} × memcached's`,
+        );
+      }
+    }
     if (r.id === 4 && r.runs["memg:paired"]?.load !== undefined) {
       lines.push(
         trafficRow(

@@ -325,7 +325,7 @@ async function trafficRun(
 ): Promise<Measurement> {
   s.log(`  ${label}: starting ${kind}`);
   const m = await withServer(s, kind, opts, label, async (server, m) => {
-    if (kind === "ceiling") {
+    if (kind === "ceiling" || kind === "bare") {
       await traffic(s, server, t, "shape", m);
       return;
     }
@@ -424,6 +424,10 @@ async function measureAll(s: Settings, id: number, pair: Pair, result: ScenarioR
     case 4: {
       const light = { ...opts, extraArgs: ["-c", "4096"] };
       for (const k of pair) runs[k] = await trafficRun(s, k, "s4", LIGHT, light);
+      // Where the latency goes: memg's engine with no store, and a Deno loop with no event loop.
+      for (const k of ["ceiling", "bare"] as const) {
+        runs[k] = await trafficRun(s, k, "s4", LIGHT, { ...opts, valueSize: LIGHT.valueSize });
+      }
       [runs["memcached:paired"], runs["memg:paired"]] = await pairedRun(s, LIGHT, light);
       return;
     }

@@ -1,6 +1,7 @@
 /**
  * Starting and stopping the servers the benchmark compares — Debian's memcached (`-t 1`), memg
- * (the compiled `./memg` if present, else `deno run -A main.ts`) and the bare ceiling server —
+ * (the compiled `./memg` if present, else `deno run -A main.ts`) and the ceiling server (on memg's
+ * engine, or, as `bare`, on a loop that never turns Deno's event loop: see bench/ceiling.ts) —
  * each as a fresh child process pinned to CPU 0, plus what the benchmark reads from /proc about
  * them (resident memory, CPU time).
  *
@@ -8,7 +9,7 @@
  */
 
 /** Which server a measurement ran against. */
-export type ServerKind = "memcached" | "memg" | "ceiling";
+export type ServerKind = "memcached" | "memg" | "ceiling" | "bare";
 
 /** The CPU the servers run on; the load generator runs on the other one. */
 export const SERVER_CPU = "0";
@@ -147,6 +148,7 @@ function commandFor(kind: ServerKind, port: number, opts: ServerOptions): string
       return [Deno.execPath(), "run", "-A", ...v8, ...prof, main, ...common];
     }
     case "ceiling":
+    case "bare":
       return [
         Deno.execPath(),
         "run",
@@ -155,6 +157,7 @@ function commandFor(kind: ServerKind, port: number, opts: ServerOptions): string
         `${ROOT}bench/ceiling.ts`,
         String(port),
         String(opts.valueSize ?? 100),
+        kind === "bare" ? "bare" : "epoll",
       ];
   }
 }
