@@ -219,6 +219,7 @@ export class Connection implements Session {
     if (step === Step.More && (later || this.out.pos === 0)) {
       // with replies still to send it is not idle yet: shutdown must not end it before they go
       this.idle = !later;
+      if (!later) this.#recycle();
       return true;
     }
     return this.#resume(step);
@@ -232,6 +233,7 @@ export class Connection implements Session {
     if (this.out.pos > 0) this.#sendNow();
     if (this.out.pos === 0) {
       this.idle = true;
+      this.#recycle();
       // a shutdown that began meanwhile passed this connection by as busy: it ends it now
       if (this.#owner.closing) void this.finish();
       return;
@@ -239,6 +241,17 @@ export class Connection implements Session {
     (this.transport as SyncTransport).disarm();
     this.#resume(Step.More);
   };
+
+  /**
+   * Waiting for the next command with nothing unread and nothing unsent: the buffers go back to
+   * the shared pool (`./buffer_pool.ts`) until the next read or reply. Not in the middle of a
+   * command's data, which the protocol may still point into.
+   */
+  #recycle(): void {
+    if (this.#protocol?.inData() === true) return;
+    this.reader.recycle();
+    this.out.recycle();
+  }
 
   /** Serves the connection until it ends; never throws. */
   async run(): Promise<void> {
@@ -355,7 +368,8 @@ export class Connection implements Session {
   async #discardUntilEnd(): Promise<void> {
     await this.#closeWrite();
     try {
-      while (!this.#closed && (await this.transport.read(this.reader.buf)) !== null) {
+      const sink = new Uint8Array(4096);
+      while (!this.#closed && (await this.transport.read(sink)) !== null) {
         // dropped: commands that arrive after shutdown began are not served
       }
     } catch {

@@ -13,7 +13,11 @@ export interface ByteSource {
   read(p: Uint8Array): Promise<number | null>;
 }
 
+import { giveBuffer, POOLED_SIZE, takeBuffer } from "./buffer_pool.ts";
+
 const LF = 10;
+/** The buffer of a reader that holds none (see `recycle`). */
+const NONE = new Uint8Array(0);
 /** Bytes `line` scans itself before handing the search to `indexOf`. */
 const SHORT_LINE = 64;
 
@@ -38,10 +42,20 @@ export class BufferedReader {
   directRead = 0;
   #direct: Uint8Array | null = null;
 
-  constructor(src: ByteSource, size = 16 * 1024) {
+  constructor(src: ByteSource, size = POOLED_SIZE) {
     this.#src = src;
     this.#initial = size;
-    this.buf = new Uint8Array(size);
+    this.buf = size === POOLED_SIZE ? takeBuffer() : new Uint8Array(size);
+  }
+
+  /**
+   * Gives the buffer back to the shared pool (`./buffer_pool.ts`) when nothing unread is in it
+   * and no `readDirect` view waits; the next read takes one again. The caller must hold no
+   * offsets into `buf` past this call.
+   */
+  recycle(): void {
+    if (this.start !== this.end || this.#direct !== null || this.buf === NONE) return;
+    if (giveBuffer(this.buf)) this.buf = NONE;
   }
 
   /** Number of unread bytes. */
@@ -77,7 +91,7 @@ export class BufferedReader {
     if (this.start === this.end) {
       this.start = 0;
       this.end = 0;
-      if (this.buf.length > 4 * this.#initial) this.buf = new Uint8Array(this.#initial);
+      if (this.buf.length > 4 * this.#initial) this.buf = NONE;
     }
   }
 
@@ -117,6 +131,7 @@ export class BufferedReader {
    * and the buffer with what follows it, in the same read.
    */
   fillNow(src: SyncByteSource): number {
+    if (this.buf === NONE) this.#makeRoom(this.#initial);
     const direct = this.#direct;
     this.#direct = null;
     if (direct !== null && this.start === this.end) {
@@ -142,6 +157,13 @@ export class BufferedReader {
   /** Ensures the buffer can hold `n` unread bytes from `start`, compacting, then growing. */
   #makeRoom(n: number): void {
     if (this.start + n <= this.buf.length) return;
+    if (this.buf === NONE) {
+      // (recycled: start and end are 0)
+      this.buf = n <= POOLED_SIZE && this.#initial === POOLED_SIZE
+        ? takeBuffer()
+        : new Uint8Array(Math.max(n, this.#initial));
+      return;
+    }
     const have = this.end - this.start;
     if (n <= this.buf.length) {
       this.buf.copyWithin(0, this.start, this.end);

@@ -10,7 +10,11 @@ export interface ByteSink {
   write(p: Uint8Array): Promise<number>;
 }
 
+import { giveBuffer, POOLED_SIZE, takeBuffer } from "./buffer_pool.ts";
+
 const encoder = new TextEncoder();
+/** The buffer of a reply buffer that holds none (see `recycle`). */
+const NONE = new Uint8Array(0);
 
 /** Ranges up to this many bytes are copied byte by byte (see `putRange`). */
 const SHORT_RANGE = 32;
@@ -54,7 +58,7 @@ export class ReplyBuffer {
   pos = 0;
   readonly #initial: number;
   /** The other buffer: free when no write is in flight. */
-  #spare: Uint8Array = new Uint8Array(0);
+  #spare: Uint8Array = NONE;
   #inflight: Promise<void> | null = null;
   /** Bytes written to sinks since construction. */
   bytesWritten = 0;
@@ -73,15 +77,28 @@ export class ReplyBuffer {
   /** Scratch for `release`. */
   readonly #parts: Uint8Array[] = [];
 
-  constructor(size = 16 * 1024) {
+  constructor(size = POOLED_SIZE) {
     this.#initial = size;
-    this.buf = new Uint8Array(size);
+    this.buf = size === POOLED_SIZE ? takeBuffer() : new Uint8Array(size);
+  }
+
+  /**
+   * Gives the buffer back to the shared pool (`./buffer_pool.ts`) when nothing is pending in it,
+   * no value is held and no write is under way; the next reply takes one again.
+   */
+  recycle(): void {
+    if (this.pos !== 0 || this.writing || this.#held.length > 0 || this.buf === NONE) return;
+    if (giveBuffer(this.buf)) this.buf = NONE;
   }
 
   /** Makes room for `n` more bytes. */
   reserve(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
+    if (this.buf === NONE && n <= this.#initial) {
+      this.buf = this.#initial === POOLED_SIZE ? takeBuffer() : new Uint8Array(this.#initial);
+      return;
+    }
+    let size = Math.max(this.buf.length, this.#initial) * 2;
     while (size < this.pos + n) size *= 2;
     const bigger = new Uint8Array(size);
     bigger.set(this.buf.subarray(0, this.pos));
@@ -256,6 +273,7 @@ export class ReplyBuffer {
     const out = this.buf;
     const len = this.pos;
     this.buf = this.#spare.length >= this.#initial ? this.#spare : new Uint8Array(this.#initial);
+    this.#spare = NONE; // (the buffer is `buf` now, which `recycle` may give away)
     this.pos = 0;
     this.writing = true;
     this.#inflight = this.#writeAll(sink, out, len);

@@ -18,6 +18,10 @@ import { parseI32, parseU32, parseU64 } from "./numbers.ts";
 import { FLUSH_AT, type Protocol, type Session, Step } from "./session.ts";
 import { Tokens } from "./tokens.ts";
 
+const WARM_STARTS = new Int32Array(WARM_MAX);
+const WARM_LENS = new Int32Array(WARM_MAX);
+const WARM_HASHES = new Int32Array(WARM_MAX);
+
 /** The longest key memcached accepts. */
 export const KEY_MAX_LENGTH = 250;
 /** A line longer than this without a newline closes the connection (unless it is a get). */
@@ -120,10 +124,14 @@ export class TextProtocol implements Protocol {
   #warmedTo = 0;
   /** Where the results of `Store.warm` go (they mean nothing). */
   #sink = 0;
-  /** The keys `#warm` hashed in this `process` call, in buffer order, and their hashes. */
-  readonly #warmStarts = new Int32Array(WARM_MAX);
-  readonly #warmLens = new Int32Array(WARM_MAX);
-  readonly #warmHashes = new Int32Array(WARM_MAX);
+  /**
+   * The keys `#warm` hashed in this `process` call, in buffer order, and their hashes: scratch
+   * shared by every connection (a `process` call runs to its end before another begins), so
+   * that a light load's requests do not each touch a connection's own cold arrays.
+   */
+  readonly #warmStarts = WARM_STARTS;
+  readonly #warmLens = WARM_LENS;
+  readonly #warmHashes = WARM_HASHES;
   #warmCount = 0;
   /** The first of those keys `#simpleGet` has not passed yet. */
   #warmNext = 0;
