@@ -30,7 +30,7 @@ export function giveBuffer(buf: Uint8Array): boolean {
   return true;
 }
 
-/** Buffers waiting in the pool (for tests and stats). */
+/** Buffers waiting in the pool (for the tests). */
 export function pooledBuffers(): number {
   return free.length;
 }
