@@ -91,6 +91,8 @@ export class HashIndex {
   /**
    * For each of the `n` hashes, loads its bucket and the cache lines of the bucket's first
    * item's first 192 bytes (header, key, a small value): what `find` and a reply will read.
+   * Where that item is another key's (its hash differs), also the next item's first 128 bytes,
+   * which `find` reads next.
    * Returns a value made of those loads, meaningless, so that they are not optimised away.
    */
   warm(hashes: Int32Array, n: number): number {
@@ -109,8 +111,17 @@ export class HashIndex {
       const words = i32[ref >>> shift];
       const w = (ref & mask) << 1;
       const last = words.length - 1;
-      sink ^= words[w] ^ words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)] ^
+      sink ^= words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)] ^
         words[Math.min(w + 47, last)];
+      // Another key's item heads the chain: the next one is where `find` goes after it.
+      refs[i] = words[w + W_HASH] === hashes[i] ? NONE : words[w + W_HNEXT];
+    }
+    for (let i = 0; i < n; i++) {
+      const ref = refs[i];
+      if (ref === NONE) continue;
+      const words = i32[ref >>> shift];
+      const w = (ref & mask) << 1;
+      sink ^= words[w] ^ words[Math.min(w + 16, words.length - 1)];
     }
     return sink;
   }
