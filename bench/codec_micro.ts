@@ -5,7 +5,7 @@
  * that a change to parsing, lookup or reply building can be measured without the noise of the
  * network and the load generator.
  *
- *     taskset -c 0 deno run --allow-all bench/codec_micro.ts [--keys=100000] [--gets-only] [-L] [--syscall]
+ *     taskset -c 0 deno run --allow-all bench/codec_micro.ts [--keys=100000] [--gets-only | --sets-only] [-L] [--syscall]
  *
  * `-L` puts the store on transparent huge pages, as memg's `-L` does. `--syscall` makes one
  * system call (a failing `read`) before each batch, as a server reads each batch: on this VM
@@ -30,7 +30,10 @@ const BATCHES = 20_000;
 const ROUNDS = 6;
 const PASSES = 5;
 
-const args = parseArgs(Deno.args, { string: ["keys"], boolean: ["gets-only", "L", "syscall"] });
+const args = parseArgs(Deno.args, {
+  string: ["keys"],
+  boolean: ["gets-only", "sets-only", "L", "syscall"],
+});
 const keys = Number(args.keys ?? "100000");
 const store = new SlabStore({
   limitBytes: 1024 * 1024 * 1024,
@@ -79,7 +82,7 @@ for (let b = 0; b < BATCHES; b++) {
   for (let j = 0; j < 16; j++) {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     const key = `key:${x % keys}`;
-    const set = !args["gets-only"] && (x >>> 8) % 11 === 0;
+    const set = args["sets-only"] || (!args["gets-only"] && (x >>> 8) % 11 === 0);
     batch += set ? `set ${key} 0 0 100\r\n${value}\r\n` : `get ${key}\r\n`;
   }
   batches.push(enc.encode(batch));

@@ -172,6 +172,62 @@ Deno.test("storage commands: set add replace append prepend cas", async (t) => {
   });
 });
 
+Deno.test("a set answers and stores the same whether its data arrives with its line or later", async () => {
+  // With the data block in the same read, a plain `set` takes the codec's fast path
+  // (`#simpleSet`); sent 20 ms after its line, the general path. Cases on both sides of the
+  // fast path's limits (9-digit numbers, single spaces, `noreply`, a bad trailer, too large).
+  const cases: Array<[line: string, data: string, reply: string]> = [
+    ["set K 0 0 5", "hello", "STORED\r\nVALUE K 0 5\r\nhello\r\nEND\r\n"],
+    ["set K 123456789 0 1", "x", "STORED\r\nVALUE K 123456789 1\r\nx\r\nEND\r\n"],
+    ["set K 1234567890 0 1", "x", "STORED\r\nVALUE K 1234567890 1\r\nx\r\nEND\r\n"],
+    ["set K 0 999999999 1", "x", "STORED\r\nEND\r\n"], // an absolute time long past
+    ["set K 0 100 1", "x", "STORED\r\nVALUE K 0 1\r\nx\r\nEND\r\n"],
+    ["set K 0 -1 1", "x", "STORED\r\nEND\r\n"],
+    ["set K 5 0 1 noreply", "x", "VALUE K 5 1\r\nx\r\nEND\r\n"],
+    ["set K 5 0 1 norepl", "x", "STORED\r\nVALUE K 5 1\r\nx\r\nEND\r\n"],
+    ["set  K 0 0 1", "x", "STORED\r\nVALUE K 0 1\r\nx\r\nEND\r\n"],
+    ["set K 0 0 0", "", "STORED\r\nVALUE K 0 0\r\n\r\nEND\r\n"],
+    ["set K 0 0 3", "abcde", "CLIENT_ERROR bad data chunk\r\nERROR\r\nEND\r\n"],
+    [
+      "set K 0 0 2000000",
+      "v".repeat(2_000_000),
+      "SERVER_ERROR object too large for cache\r\nEND\r\n",
+    ],
+  ];
+  await withMemg([], async (c) => {
+    for (const [i, [line, data, reply]] of cases.entries()) {
+      for (const split of [false, true]) {
+        const key = `${split ? "s" : "w"}${i}`;
+        const head = `${line.replace("K", key)}\r\n`;
+        const rest = `${data}\r\nget ${key}\r\nmn\r\n`;
+        if (split) {
+          await c.send(head);
+          await new Promise((done) => setTimeout(done, 20));
+          await c.send(rest);
+        } else await c.send(head + rest);
+        const got = (await c.readUntil("MN\r\n")).slice(0, -4).replaceAll(key, "K");
+        assertEquals(got, reply, `${split ? "split" : "whole"}: ${line}`);
+      }
+    }
+    // a line ending in a bare LF, and a 250-byte key
+    for (const split of [false, true]) {
+      const key = (split ? "s" : "w").padEnd(250, "k");
+      const head = `set ${key} 7 0 2\n`;
+      const rest = `xy\r\nget ${key}\r\nmn\r\n`;
+      if (split) {
+        await c.send(head);
+        await new Promise((done) => setTimeout(done, 20));
+        await c.send(rest);
+      } else await c.send(head + rest);
+      assertEquals(
+        await c.readUntil("MN\r\n"),
+        `STORED\r\nVALUE ${key} 7 2\r\nxy\r\nEND\r\nMN\r\n`,
+        split ? "split" : "whole",
+      );
+    }
+  });
+});
+
 Deno.test("retrieval: get gets gat gats", async (t) => {
   await withMemg([], async (c, _memg, clock) => {
     await expect(c, "set a 1 0 1\r\nA\r\n", "STORED\r\n");

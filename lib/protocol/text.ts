@@ -167,7 +167,7 @@ export class TextProtocol implements Protocol {
       if (out.pos >= FLUSH_AT) return Step.Flush;
       if (out.holding) out.release(); // the next command may change a held value
       if (r.start >= this.#warmedTo) this.#warmedTo = this.#warm(r.buf, r.start, r.end);
-      if (this.#simpleGet()) continue;
+      if (this.#simpleGet() || this.#simpleSet()) continue;
       const lf = r.line();
       if (lf < 0) {
         if (r.buffered > LINE_MAX && !this.#isLongGet()) return Step.Abort;
@@ -453,6 +453,73 @@ export class TextProtocol implements Protocol {
       : this.session.cache.get(b, ks, kl);
     if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
     this.session.out.put(R.END);
+    return true;
+  }
+
+  /**
+   * Handles the line at the reader's start if it is the commonest update, a plain `set`:
+   * `set <key> <flags> <exptime> <bytes>[ noreply]\r\n` (or `\n`) with single spaces, a key of 1
+   * to 250 bytes above space, each number 1 to 9 digits, and its whole data block and trailer
+   * already in the buffer. Consumes it and answers as `#update` and `#receiveValue` would,
+   * without splitting tokens or waiting for the value. False: left for the general path.
+   */
+  #simpleSet(): boolean {
+    const r = this.session.reader;
+    const b = r.buf;
+    const start = r.start;
+    const end = r.end;
+    if (b[start] !== 115 || b[start + 1] !== 101 || b[start + 2] !== 116 || b[start + 3] !== 32) {
+      return false;
+    }
+    const ks = start + 4;
+    const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
+    let k = ks;
+    while (k < limit && b[k] > 32) k++;
+    const kl = k - ks;
+    if (kl === 0 || kl > KEY_MAX_LENGTH || k >= end || b[k] !== 32) return false;
+    // three numbers of plain digits, each after one space
+    let flags = 0;
+    let exptime = 0;
+    let vlen = 0;
+    for (let f = 0; f < 3; f++) {
+      const digits = ++k;
+      let n = 0;
+      while (k < end && k - digits < 10 && b[k] >= 48 && b[k] <= 57) n = n * 10 + b[k++] - 48;
+      if (k === digits || k - digits > 9 || k >= end) return false;
+      if (f === 0) flags = n;
+      else if (f === 1) exptime = n;
+      else vlen = n;
+      if (f < 2 && b[k] !== 32) return false;
+    }
+    let noreply = false;
+    if (b[k] === 32) {
+      const w = W.noreply;
+      if (k + 1 + w.length > end) return false;
+      for (let i = 0; i < w.length; i++) if (b[k + 1 + i] !== w[i]) return false;
+      noreply = true;
+      k += 1 + w.length;
+    }
+    if (k < end && b[k] === 13) k++;
+    if (k >= end || b[k] !== 10) return false;
+    const data = k + 1;
+    const after = data + vlen + 2;
+    if (after > end || b[after - 2] !== 13 || b[after - 1] !== 10) return false;
+    this.commands++;
+    this.noreply = noreply;
+    const cache = this.session.cache;
+    const ref = cache.allocate(b, ks, kl, flags, cache.exptime(exptime), vlen, Mode.Set);
+    if (ref === NONE) {
+      r.consume(after - start);
+      this.reply(
+        cache.store.allocFailure === AllocFailure.TooLarge ? R.TOO_LARGE : R.OUT_OF_MEMORY,
+      );
+      this.noreply = false;
+      return true;
+    }
+    cache.store.writeValue(ref, 0, b, data, vlen);
+    r.consume(after - start);
+    this.reply(STORE_REPLIES[cache.commit(ref, Mode.Set, 0)]);
+    this.noreply = false;
     return true;
   }
 
