@@ -7,7 +7,7 @@
  */
 import type { Config } from "./config.ts";
 import { parseU64 } from "./protocol/numbers.ts";
-import { ClassCounters, Counters } from "./stats.ts";
+import { ClassCounter, ClassCounters, Counters } from "./stats.ts";
 import {
   absoluteExptime,
   AllocFailure,
@@ -121,7 +121,7 @@ export class Cache {
       return NONE;
     }
     this.counters.get_hits++;
-    this.classCounters.bump("get_hits", this.store.slabClass(ref));
+    this.classCounters.bump(ClassCounter.get_hits, this.store.slabClass(ref));
     this.store.bump(ref);
     return ref;
   }
@@ -135,7 +135,7 @@ export class Cache {
       return NONE;
     }
     this.counters.touch_hits++;
-    this.classCounters.bump("touch_hits", this.store.slabClass(ref));
+    this.classCounters.bump(ClassCounter.touch_hits, this.store.slabClass(ref));
     this.store.touch(ref, exptime);
     this.store.bump(ref);
     return ref;
@@ -148,7 +148,7 @@ export class Cache {
       this.counters.delete_misses++;
       return false;
     }
-    this.classCounters.bump("delete_hits", this.store.slabClass(ref));
+    this.classCounters.bump(ClassCounter.delete_hits, this.store.slabClass(ref));
     this.counters.delete_hits++;
     this.store.unlink(ref);
     return true;
@@ -184,20 +184,33 @@ export class Cache {
    * CAS given to append/prepend (meta `ms MA C…`) is compared but not counted as a cas command.
    */
   commit(ref: ItemRef, mode: Mode, cas: number): StoreResult {
+    // memcached counts a set in the new item's class whatever becomes of it, a CAS outcome in
+    // the class of the item compared with
     this.counters.cmd_set++;
+    this.classCounters.bump(ClassCounter.cmd_set, this.store.slabClass(ref));
     const result = this.store.link(ref, mode, cas);
     if (mode === Mode.Append || mode === Mode.Prepend) cas = 0;
     if (cas !== 0) {
-      if (result === StoreResult.Stored) this.counters.cas_hits++;
-      else if (result === StoreResult.Exists) this.counters.cas_badval++;
-      else if (result === StoreResult.NotFound) this.counters.cas_misses++;
-    }
-    if (result === StoreResult.Stored) {
-      const cls = this.store.slabClass(this.store.linked);
-      this.classCounters.bump("cmd_set", cls);
-      if (cas !== 0) this.classCounters.bump("cas_hits", cls);
+      const cls = this.store.slabClass(this.store.previous);
+      if (result === StoreResult.Stored) {
+        this.counters.cas_hits++;
+        this.classCounters.bump(ClassCounter.cas_hits, cls);
+      } else if (result === StoreResult.Exists) {
+        this.counters.cas_badval++;
+        this.classCounters.bump(ClassCounter.cas_badval, cls);
+      } else if (result === StoreResult.NotFound) this.counters.cas_misses++;
     }
     return result;
+  }
+
+  /**
+   * Frees an item whose data block ended in a bad trailer. memcached counts the set (in the
+   * item's class) before it looks at the trailer.
+   */
+  discard(ref: ItemRef): void {
+    this.counters.cmd_set++;
+    this.classCounters.bump(ClassCounter.cmd_set, this.store.slabClass(ref));
+    this.store.release(ref);
   }
 
   /**
@@ -243,11 +256,11 @@ export class Cache {
     if (incr) {
       value = (current + delta) & U64_MASK;
       this.counters.incr_hits++;
-      this.classCounters.bump("incr_hits", store.slabClass(ref));
+      this.classCounters.bump(ClassCounter.incr_hits, store.slabClass(ref));
     } else {
       value = delta > current ? 0n : current - delta;
       this.counters.decr_hits++;
-      this.classCounters.bump("decr_hits", store.slabClass(ref));
+      this.classCounters.bump(ClassCounter.decr_hits, store.slabClass(ref));
     }
     const text = value.toString();
     for (let i = 0; i < text.length; i++) digits[i] = text.charCodeAt(i);

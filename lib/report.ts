@@ -8,7 +8,7 @@ import { cpuUsage } from "node:process";
 import type { Cache } from "./cache.ts";
 import { VERSION_STRING } from "./config.ts";
 import { permissionRows } from "./permissions.ts";
-import { CLASS_COUNTERS } from "./stats.ts";
+import { CLASS_COUNTERS, type ClassCounter } from "./stats.ts";
 import { tlsSettingsRows } from "./tls.ts";
 
 /** One `STAT name value` row. */
@@ -134,7 +134,9 @@ export function slabStats(cache: Cache): Row[] {
     const m = /^(\d+):free_chunks_end$/.exec(row[0]);
     if (m === null) continue;
     const cls = Number(m[1]);
-    for (const name of CLASS_COUNTERS) out.push([`${cls}:${name}`, cc[name][cls] ?? 0]);
+    for (const [i, name] of CLASS_COUNTERS.entries()) {
+      out.push([`${cls}:${name}`, cc.value(i as ClassCounter, cls)]);
+    }
   }
   return out;
 }

@@ -43,29 +43,6 @@ export class Counters {
   }
 }
 
-/** Per-slab-class hit counters, for `stats slabs` (memcached's `slab_stats`). */
-export class ClassCounters {
-  readonly get_hits: number[] = [];
-  readonly cmd_set: number[] = [];
-  readonly delete_hits: number[] = [];
-  readonly incr_hits: number[] = [];
-  readonly decr_hits: number[] = [];
-  readonly cas_hits: number[] = [];
-  readonly cas_badval: number[] = [];
-  readonly touch_hits: number[] = [];
-
-  /** Adds one to `counter` of class `cls`. */
-  bump(counter: ClassCounter, cls: number): void {
-    const a = this[counter];
-    a[cls] = (a[cls] ?? 0) + 1;
-  }
-
-  /** Zeroes every counter. */
-  reset(): void {
-    for (const k of CLASS_COUNTERS) this[k].length = 0;
-  }
-}
-
 /** The per-class counters, in the order memcached prints them. */
 export const CLASS_COUNTERS = [
   "get_hits",
@@ -77,5 +54,44 @@ export const CLASS_COUNTERS = [
   "cas_badval",
   "touch_hits",
 ] as const;
-/** One of `CLASS_COUNTERS`. */
-export type ClassCounter = typeof CLASS_COUNTERS[number];
+
+/** The index in `CLASS_COUNTERS` of each per-class counter: what `ClassCounters.bump` takes. */
+export const ClassCounter = {
+  get_hits: 0,
+  cmd_set: 1,
+  delete_hits: 2,
+  incr_hits: 3,
+  decr_hits: 4,
+  cas_hits: 5,
+  cas_badval: 6,
+  touch_hits: 7,
+} as const satisfies Record<typeof CLASS_COUNTERS[number], number>;
+/** One of `ClassCounter`'s indices. */
+export type ClassCounter = typeof ClassCounter[keyof typeof ClassCounter];
+
+/** Slab class ids run 1..63 (memcached's MAX_NUMBER_OF_SLAB_CLASSES - 1). */
+const CLASS_IDS = 64;
+
+/**
+ * Per-slab-class hit counters, for `stats slabs` (memcached's `slab_stats`). One typed array
+ * indexed by counter and class, so that a bump on the hot path is one add, with no property
+ * looked up by name.
+ */
+export class ClassCounters {
+  readonly #counts = new Float64Array(CLASS_COUNTERS.length * CLASS_IDS);
+
+  /** Adds one to `counter` of class `cls`. */
+  bump(counter: ClassCounter, cls: number): void {
+    this.#counts[counter * CLASS_IDS + cls]++;
+  }
+
+  /** The count of `counter` for class `cls`. */
+  value(counter: ClassCounter, cls: number): number {
+    return this.#counts[counter * CLASS_IDS + cls];
+  }
+
+  /** Zeroes every counter. */
+  reset(): void {
+    this.#counts.fill(0);
+  }
+}

@@ -29,7 +29,7 @@ interface Step {
   /** The server must close the connection (the step runs on a connection of its own). */
   closes?: boolean;
   /** How to compare the reply. */
-  compare?: "version" | "stats" | "settings";
+  compare?: "version" | "stats" | "settings" | "slabs";
 }
 
 /** Reads one complete reply: VALUE blocks and STAT rows up to the line that ends it. */
@@ -128,6 +128,10 @@ const SETTINGS_DIFFER = new Set([
   "ssl_session_cache",
 ]);
 
+/** A per-class counter row of `stats slabs`. */
+const CLASS_COUNTER_ROW =
+  /^\d+:(get_hits|cmd_set|delete_hits|incr_hits|decr_hits|cas_hits|cas_badval|touch_hits)$/;
+
 function rows(reply: string): Array<[string, string]> {
   return reply.split("\r\n").filter((l) => l.startsWith("STAT ")).map((l) => {
     const [, name, ...value] = l.split(" ");
@@ -158,6 +162,14 @@ function compare(step: Step, mc: string, mg: string, where: string): void {
   if (step.compare === "version") {
     assert(/^VERSION 1\.6\.18-memg-\S+\r\n$/.test(mg), `${where}: memg says ${mg}`);
     assertEquals(mc, "VERSION 1.6.18\r\n", where);
+    return;
+  }
+  if (step.compare === "slabs") {
+    // the per-class command counters (`<class>:get_hits` …), every one either server prints
+    const counters = (reply: string) =>
+      rows(reply).filter(([n]) => CLASS_COUNTER_ROW.test(n)).map(([n, v]) => `${n} ${v}`).sort()
+        .join("\n");
+    assertEquals(counters(mg), counters(mc), where);
     return;
   }
   if (step.compare === "stats" || step.compare === "settings") {
@@ -544,6 +556,38 @@ Deno.test({
   name: "text protocol: memg answers the script byte for byte as Debian's memcached",
   ignore: !haveMemcached(),
   fn: (t) => replay(t, SCRIPT),
+});
+
+Deno.test({
+  name: "stats slabs counts each command's hits in the item's slab class as memcached does",
+  ignore: !haveMemcached(),
+  fn: (t) =>
+    replay(t, {
+      "per-class counters": [
+        { send: "set a 0 0 1\r\nx\r\n" },
+        { send: "set n 0 0 1\r\n5\r\n" },
+        { send: `set big 0 0 5000\r\n${value(5000)}\r\n` },
+        { send: "get a\r\n" },
+        { send: "get a big nope\r\n" },
+        { send: "touch a 0\r\n" },
+        { send: "gat 0 big\r\n" },
+        { send: "incr n 1\r\n" },
+        { send: "decr n 1\r\n" },
+        { send: "gets a\r\n" },
+        { send: (gets) => `cas a 0 0 1 ${unique(gets)}\r\ny\r\n` },
+        { send: "cas a 0 0 1 999\r\nz\r\n" },
+        { send: `cas big 0 0 1 999\r\nz\r\n` },
+        { send: "mg a\r\n" },
+        { send: "md n\r\n" },
+        { send: "delete big\r\n" },
+        { send: "set bad 0 0 3\r\nabcde\r\n", replies: 2 },
+        { send: "add a 0 0 1\r\nq\r\n" },
+        { send: "append a 0 0 1\r\nq\r\n" },
+        { send: "ms a 1\r\nq\r\n" },
+        { send: "ms a 1\r\nqqq\r\n", replies: 2 },
+        { send: "stats slabs\r\n", compare: "slabs" },
+      ],
+    }),
 });
 
 Deno.test({

@@ -17,6 +17,7 @@ import { bytes, type ReplyBuffer } from "../reply.ts";
 import { AllocFailure, type ItemRef, Mode, NONE, type Store, StoreResult } from "../store/store.ts";
 import { encodeBase64, encodedLength } from "./base64.ts";
 import { MetaFlags } from "./meta_flags.ts";
+import { ClassCounter } from "../stats.ts";
 import { parseI32 } from "./numbers.ts";
 import { KEY_MAX_LENGTH, type MetaCommands, type TextProtocol } from "./text.ts";
 import type { Tokens } from "./tokens.ts";
@@ -357,11 +358,7 @@ export class MetaProtocol implements MetaCommands {
 
   finishSet(t: TextProtocol, result: StoreResult | -1): void {
     const out = t.session.out;
-    if (result === -1) {
-      // memcached counts the set before it looks at the chunk; no commit counted this one
-      t.session.cache.counters.cmd_set++;
-      return out.put(R.BAD_CHUNK);
-    }
+    if (result === -1) return out.put(R.BAD_CHUNK); // (counted by `Cache.discard`)
     const store = t.session.cache.store;
     let code: Uint8Array = R.NS;
     let cas = 0;
@@ -434,7 +431,7 @@ export class MetaProtocol implements MetaCommands {
       store.setWinSent(ref, false);
       store.renewCas(ref);
     } else {
-      cache.classCounters.bump("delete_hits", store.slabClass(ref));
+      cache.classCounters.bump(ClassCounter.delete_hits, store.slabClass(ref));
       cache.counters.delete_hits++;
       store.unlink(ref);
     }
@@ -642,11 +639,11 @@ function countHit(cache: Cache, ref: ItemRef, touched: boolean): void {
   if (touched) {
     cache.counters.cmd_touch++;
     cache.counters.touch_hits++;
-    cache.classCounters.bump("touch_hits", cls);
+    cache.classCounters.bump(ClassCounter.touch_hits, cls);
   } else {
     cache.counters.cmd_get++;
     cache.counters.get_hits++;
-    cache.classCounters.bump("get_hits", cls);
+    cache.classCounters.bump(ClassCounter.get_hits, cls);
   }
 }
 

@@ -216,12 +216,11 @@ export class TextProtocol implements Protocol {
     if (good) {
       result = this.session.cache.commit(ref, this.#mode, this.#cas);
     } else {
-      store.release(ref);
+      this.session.cache.discard(ref);
     }
     if (pending === Pending.Meta) {
       this.meta!.finishSet(this, result);
     } else if (result === -1) {
-      this.session.cache.counters.cmd_set++; // memcached counts the set before checking the trailer
       this.reply(R.BAD_CHUNK);
     } else {
       this.reply(STORE_REPLIES[result]);

@@ -56,6 +56,7 @@ export class MapStore implements Store {
   readonly itemSizeMax: number;
   allocFailure: AllocFailure = AllocFailure.TooLarge;
   linked: ItemRef = NONE;
+  previous: ItemRef = NONE;
 
   #evict: boolean;
   #map = new Map<string, ItemRef>();
@@ -212,6 +213,7 @@ export class MapStore implements Store {
   link(ref: ItemRef, mode: Mode, cas: number): StoreResult {
     const it = this.#item(ref);
     const old = this.#findString(it.key);
+    this.previous = old;
     if (cas !== 0) {
       if (old === NONE) return this.#reject(ref, StoreResult.NotFound);
       if (this.#item(old).cas !== cas) return this.#reject(ref, StoreResult.Exists);

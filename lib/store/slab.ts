@@ -150,6 +150,7 @@ export class SlabStore implements Store {
   private limit: number;
   private failure: AllocFailure = AllocFailure.TooLarge;
   private linkedRef: ItemRef = NONE;
+  private previousRef: ItemRef = NONE;
   private readonly evict: boolean;
   private readonly mem: SlabPages;
   private readonly lru: Lru;
@@ -214,6 +215,10 @@ export class SlabStore implements Store {
 
   get linked(): ItemRef {
     return this.linkedRef;
+  }
+
+  get previous(): ItemRef {
+    return this.previousRef;
   }
 
   get size(): number {
@@ -321,6 +326,7 @@ export class SlabStore implements Store {
     const keyOff = mem.offset(ref) + ITEM_HEADER;
     const nkey = mem.word(ref, W_META) & KEY_MASK;
     const old = this.lookup(key, keyOff, nkey, mem.word(ref, W_HASH), now);
+    this.previousRef = old;
     if (cas !== 0) {
       if (old === NONE) return this.reject(ref, StoreResult.NotFound);
       if (mem.cas(old) !== cas) return this.reject(ref, StoreResult.Exists);

@@ -206,6 +206,11 @@ export interface Store {
   link(ref: ItemRef, mode: Mode, cas: number): StoreResult;
   /** The item that the last successful `link` made visible (for append/prepend, a new one). */
   readonly linked: ItemRef;
+  /**
+   * The live item the last `link` found under its key (NONE: none), whatever the result; gone
+   * from the index once replaced, but its `slabClass` still answers until the next store call.
+   */
+  readonly previous: ItemRef;
   /** Frees an allocated item that will not be linked. */
   release(ref: ItemRef): void;
   /** Removes a live item. */
