@@ -423,24 +423,39 @@ export class TextProtocol implements Protocol {
   }
 
   /**
-   * Handles the line at the reader's start if it is the commonest request of all, `get` of one
-   * key, exactly `get <key>\r\n` (or `\n`) with a key of 1 to 250 bytes above space: consumes
-   * it and answers as `#get` would, without splitting tokens. False: left for the general path.
+   * Where the key ends in a line at the reader's start that begins `<c>et <key>` (`c` is `g` or
+   * `s`), the key 1 to 250 bytes above space with a byte after it in the buffer; -1 otherwise.
    */
-  #simpleGet(): boolean {
+  #plainKey(c: number): number {
     const r = this.session.reader;
     const b = r.buf;
     const start = r.start;
     const end = r.end;
-    if (b[start] !== 103 || b[start + 1] !== 101 || b[start + 2] !== 116 || b[start + 3] !== 32) {
-      return false;
+    if (b[start] !== c || b[start + 1] !== 101 || b[start + 2] !== 116 || b[start + 3] !== 32) {
+      return -1;
     }
     const ks = start + 4;
     const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
     let k = ks;
     while (k < limit && b[k] > 32) k++;
     const kl = k - ks;
-    if (kl === 0 || kl > KEY_MAX_LENGTH || k >= end) return false;
+    return kl === 0 || kl > KEY_MAX_LENGTH || k >= end ? -1 : k;
+  }
+
+  /**
+   * Handles the line at the reader's start if it is the commonest request of all, `get` of one
+   * key, exactly `get <key>\r\n` (or `\n`) with a key of 1 to 250 bytes above space: consumes
+   * it and answers as `#get` would, without splitting tokens. False: left for the general path.
+   */
+  #simpleGet(): boolean {
+    const k = this.#plainKey(103);
+    if (k < 0) return false;
+    const r = this.session.reader;
+    const b = r.buf;
+    const start = r.start;
+    const end = r.end;
+    const ks = start + 4;
+    const kl = k - ks;
     let lf = k;
     if (b[k] === 13) lf = k + 1;
     if (lf >= end || b[lf] !== 10) return false;
@@ -463,19 +478,15 @@ export class TextProtocol implements Protocol {
    * without splitting tokens or waiting for the value. False: left for the general path.
    */
   #simpleSet(): boolean {
+    let k = this.#plainKey(115);
+    if (k < 0) return false;
     const r = this.session.reader;
     const b = r.buf;
     const start = r.start;
     const end = r.end;
-    if (b[start] !== 115 || b[start + 1] !== 101 || b[start + 2] !== 116 || b[start + 3] !== 32) {
-      return false;
-    }
+    if (b[k] !== 32) return false;
     const ks = start + 4;
-    const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
-    let k = ks;
-    while (k < limit && b[k] > 32) k++;
     const kl = k - ks;
-    if (kl === 0 || kl > KEY_MAX_LENGTH || k >= end || b[k] !== 32) return false;
     // three numbers of plain digits, each after one space
     let flags = 0;
     let exptime = 0;
