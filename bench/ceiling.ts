@@ -112,8 +112,12 @@ class Session {
         if (this.skip > 0) break;
       }
       const start = this.start;
-      const lf = buf.indexOf(LF, start);
-      if (lf < 0 || lf >= this.end) break;
+      const end = this.end;
+      // A plain loop over what was read: indexOf would search on past `end`, through whatever
+      // the buffer held before (all of it when that is zeros: 64 KiB per read).
+      let lf = start;
+      while (lf < end && buf[lf] !== LF) lf++;
+      if (lf === end) break;
       const lineEnd = lf > start && buf[lf - 1] === 13 ? lf - 1 : lf;
       if (buf[start] === 103 && buf[start + 3] === SPACE) { // "get <key>"
         out.put(VALUE);
@@ -254,9 +258,11 @@ function serveBare(port: number, suffix: Uint8Array): never {
       let open = true;
       for (;;) {
         s.room();
-        const got = c.read(fd, s.buf.subarray(s.end), s.buf.length - s.end);
+        const room = s.buf.length - s.end;
+        const got = c.read(fd, s.buf.subarray(s.end), room);
         if (got > 0) {
           s.end += got;
+          if (got < room) break; // drained: edge-triggered, the next input brings an event
           continue;
         }
         open = got < 0 && errno(c) === EAGAIN;
