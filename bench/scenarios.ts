@@ -134,7 +134,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * fall in the measured window (memcached has none). Traced with `--trace-gc --trace-opt`: the
  * scavenge that promotes the 1,000 new connections' state (about 3.5 MB, 14-20 ms) 4.3-5.2 s
  * after the load starts, then TurboFan's compile of the poller's loop (27 ms); 20,000 requests
- * left both in the window (README, Performance).
+ * left both in the window. Since `77c1f18` that compile (23 ms) comes about 9 s after the load
+ * starts, inside the window; 15 s of warm-up did not lower the p99 (four pairs), and rarer
+ * functions' compiles still fall in a later window (README, What decides (4)).
  */
 const MIN_WARMUP_REQUESTS = 40_000;
 
