@@ -15,6 +15,7 @@ import {
   freePort,
   haveMemcached,
   spawnMemcached,
+  spawnServer,
   startMemg,
   type TestServer,
 } from "./helpers/server.ts";
@@ -525,27 +526,8 @@ async function spawnSaslMemcached(dir: string, users: Record<string, string>): P
   assertEquals((await perl.status).success, true);
   Deno.writeTextFileSync(`${dir}/memcached.conf`, `mech_list: plain\nsasldb_path: ${db}\n`);
   const port = freePort();
-  const process = new Deno.Command("/usr/bin/memcached", {
-    args: ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-u", "root", "-S"],
-    env: { SASL_CONF_PATH: dir },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return {
-    port,
-    close: async () => {
-      process.kill("SIGKILL");
-      await process.status;
-    },
-  };
+  const args = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-u", "root", "-S"];
+  return await spawnServer("/usr/bin/memcached", args, port, { SASL_CONF_PATH: dir });
 }
 
 const plain = (authz: string, user: string, pass: string) => `${authz}\0${user}\0${pass}`;

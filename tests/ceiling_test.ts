@@ -11,7 +11,7 @@
  */
 import { assertEquals } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
-import { freePort } from "./helpers/server.ts";
+import { freePort, spawnServer, type TestServer } from "./helpers/server.ts";
 
 const VALUE_SIZE = 10;
 const MODES = ["epoll", "deno", "bare"] as const;
@@ -30,29 +30,10 @@ function exchange(i: number): [string, string] {
   return [`get k:${i}\r\n`, hit(`k:${i}`)];
 }
 
-async function startCeiling(mode: string): Promise<{ port: number; stop(): Promise<void> }> {
+function startCeiling(mode: string): Promise<TestServer> {
   const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "bench/ceiling.ts", String(port), String(VALUE_SIZE), mode],
-    stdout: "null",
-    stderr: "null",
-    stdin: "null",
-  }).spawn();
-  for (let i = 0; i < 200; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      await sleep(50);
-    }
-  }
-  return {
-    port,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
+  const args = ["run", "-A", "bench/ceiling.ts", String(port), String(VALUE_SIZE), mode];
+  return spawnServer(Deno.execPath(), args, port);
 }
 
 for (const mode of MODES) {
@@ -89,7 +70,7 @@ for (const mode of MODES) {
         c.close();
       });
     } finally {
-      await ceiling.stop();
+      await ceiling.close();
     }
   });
 }

@@ -159,19 +159,26 @@ export function haveMemcached(): boolean {
   }
 }
 
-/** Starts Debian's memcached on a free loopback port, with `args`. */
-export async function spawnMemcached(args: string[] = []): Promise<TestServer> {
-  const port = freePort();
-  const process = new Deno.Command("/usr/bin/memcached", {
-    args: ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-u", "root", ...args],
+/**
+ * Runs `command` with `args` as a server on loopback `port`, and resolves once the port takes a
+ * connection (or after about 2 s, when the first request will fail). `close` kills it.
+ */
+export async function spawnServer(
+  command: string,
+  args: string[],
+  port: number,
+  env?: Record<string, string>,
+): Promise<TestServer> {
+  const process = new Deno.Command(command, {
+    args,
+    env,
     stdout: "null",
     stderr: "null",
     stdin: "null",
   }).spawn();
   for (let i = 0; i < 100; i++) {
     try {
-      const c = await Deno.connect({ hostname: "127.0.0.1", port });
-      c.close();
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
       break;
     } catch {
       await new Promise((r) => setTimeout(r, 20));
@@ -184,4 +191,11 @@ export async function spawnMemcached(args: string[] = []): Promise<TestServer> {
       await process.status;
     },
   };
+}
+
+/** Starts Debian's memcached on a free loopback port, with `args`. */
+export function spawnMemcached(args: string[] = []): Promise<TestServer> {
+  const port = freePort();
+  const common = ["-l", "127.0.0.1", "-p", String(port), "-U", "0", "-u", "root"];
+  return spawnServer("/usr/bin/memcached", [...common, ...args], port);
 }
