@@ -149,23 +149,25 @@ async function flush(conn: Transport, out: Out): Promise<void> {
 async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
   for (;;) {
     const ended = await new Promise<boolean>((resolve) => {
-      const sendRound = () => {
-        const sent = conn.sendNow(c.out.buf, c.out.len);
-        if (sent === c.out.len) {
-          c.out.len = 0;
-          return;
-        }
-        c.out.buf.copyWithin(0, sent, c.out.len);
-        c.out.len -= sent;
-        conn.disarm();
-        resolve(false);
+      const roundEnd = {
+        endRound: () => {
+          const sent = conn.sendNow(c.out.buf, c.out.len);
+          if (sent === c.out.len) {
+            c.out.len = 0;
+            return;
+          }
+          c.out.buf.copyWithin(0, sent, c.out.len);
+          c.out.len -= sent;
+          conn.disarm();
+          resolve(false);
+        },
       };
       conn.armInput({
-        read: () => {
+        readInput: () => {
           c.room();
           return conn.readNow(c.buf, c.end, c.buf.length - c.end);
         },
-        input: (n) => {
+        onInput: (n) => {
           if (n === 0) return true;
           if (n < 0) {
             resolve(true);
@@ -173,7 +175,7 @@ async function serveEpoll(conn: EpollConn, c: Session): Promise<void> {
           }
           c.end += n;
           c.parse();
-          if (c.out.len > 0) conn.afterRound(sendRound);
+          if (c.out.len > 0) conn.afterRound(roundEnd);
           return true;
         },
       });

@@ -13,8 +13,8 @@ import { type Protocol, type Session, Step } from "./protocol/session.ts";
 import { MetaProtocol } from "./protocol/meta.ts";
 import { TextProtocol } from "./protocol/text.ts";
 import { BufferedReader, type SyncByteSource } from "./reader.ts";
-import { ReplyBuffer } from "./reply.ts";
-import type { InputHandler } from "./net/epoll.ts";
+import { type DirectSink, ReplyBuffer } from "./reply.ts";
+import type { InputHandler, RoundEnd } from "./net/epoll.ts";
 
 /** How long a connection may keep the event loop to itself before it lets the others run. */
 const TURN_MS = 1;
@@ -81,11 +81,15 @@ export interface Transport {
 interface SyncTransport extends Transport, SyncByteSource {
   armInput(handler: InputHandler): void;
   disarm(): void;
-  afterRound(f: () => void): void;
+  afterRound(r: RoundEnd): void;
 }
 
-/** A live client connection. */
-export class Connection implements Session {
+/**
+ * A live client connection. On the epoll engine it is its own input handler and round end
+ * (`readInput`, `onInput`, `endRound`, called by the poller): no closures or handler objects of
+ * its own for a request to touch.
+ */
+export class Connection implements Session, InputHandler, RoundEnd {
   readonly reader: BufferedReader;
   readonly out = new ReplyBuffer();
   readonly cache: Cache;
@@ -99,7 +103,7 @@ export class Connection implements Session {
   #protocol: Protocol | null = null;
   #closed = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
-  /** While `run` waits for `#onInput`: what resumes it. */
+  /** While `run` waits for `onInput`: what resumes it. */
   #waiting: ((got: number) => void) | null = null;
   #readBefore = 0;
   #writtenBefore = 0;
@@ -115,11 +119,8 @@ export class Connection implements Session {
     this.#owner = owner;
     this.cache = owner.cache;
     this.reader = new BufferedReader(transport);
-    if (transport.sendNow !== undefined) {
-      this.out.sendNow = (p, len) => transport.sendNow!(p, len);
-    }
-    if (transport.sendGathered !== undefined) {
-      this.out.sendGathered = (parts, count) => transport.sendGathered!(parts, count);
+    if (transport.sendNow !== undefined && transport.sendGathered !== undefined) {
+      this.out.sender = transport as DirectSink;
     }
     this.lastActive = owner.cache.now();
   }
@@ -190,17 +191,16 @@ export class Connection implements Session {
   }
 
   /**
-   * Epoll sockets: the poller calls this in its rounds while `run` waits for input. The
-   * common case (a read's commands answered, the replies left for the round's end) runs to
-   * the end there, with no promise; anything else is handed to `run`.
+   * Epoll sockets: the poller calls `readInput`, then `onInput`, in its rounds while `run` waits
+   * for input. The common case (a read's commands answered, the replies left for the round's
+   * end) runs to the end there, with no promise; anything else is handed to `run`.
    */
-  readonly #input: InputHandler = {
-    read: () => this.#owner.closing ? -1 : this.reader.fillNow(this.transport as SyncTransport),
-    input: (n) => this.#onInput(n),
-  };
+  readInput(): number {
+    return this.#owner.closing ? -1 : this.reader.fillNow(this.transport as SyncTransport);
+  }
 
-  /** `#input`'s handling of what its read got. True: still waiting. */
-  #onInput(n: number): boolean {
+  /** Handles what `readInput` got. True: still waiting. */
+  onInput(n: number): boolean {
     if (n === 0) return true;
     if (n < 0) return this.#resume(INPUT_END);
     this.idle = false;
@@ -214,7 +214,7 @@ export class Connection implements Session {
     }
     // The replies leave at the end of the poller's round, with the other connections'.
     const later = step === Step.More && this.out.pos > 0;
-    if (later) (this.transport as SyncTransport).afterRound(this.#sendRound);
+    if (later) (this.transport as SyncTransport).afterRound(this);
     else if (step !== Step.Abort) this.#sendNow();
     if (step === Step.More && (later || this.out.pos === 0)) {
       // with replies still to send it is not idle yet: shutdown must not end it before they go
@@ -226,10 +226,10 @@ export class Connection implements Session {
   }
 
   /**
-   * The end of the poller's round: sends the replies `#onInput` left. What the socket does not
+   * The end of the poller's round: sends the replies `onInput` left. What the socket does not
    * take, `run` sends, and waits for input again after.
    */
-  readonly #sendRound = (): void => {
+  endRound(): void {
     if (this.out.pos > 0) this.#sendNow();
     if (this.out.pos === 0) {
       this.idle = true;
@@ -240,7 +240,7 @@ export class Connection implements Session {
     }
     (this.transport as SyncTransport).disarm();
     this.#resume(Step.More);
-  };
+  }
 
   /**
    * Waiting for the next command with nothing unread and nothing unsent: the buffers go back to
@@ -265,14 +265,14 @@ export class Connection implements Session {
         const got = polled
           ? await new Promise<number>((resolve) => {
             this.#waiting = resolve;
-            (this.transport as SyncTransport).armInput(this.#input);
+            (this.transport as SyncTransport).armInput(this);
           })
           : (await this.reader.fill())
           ? INPUT_READY
           : INPUT_END;
         if (got === INPUT_END || (got === INPUT_READY && this.#owner.closing)) break;
         this.idle = false;
-        // a batch `#onInput` began, or the input `fill` brought
+        // a batch `onInput` began, or the input `fill` brought
         let step: Step = got === INPUT_READY ? this.#batch(true, true) : got as Step;
         while (step !== Step.Abort) {
           if (this.out.pos > 0) {
@@ -307,7 +307,7 @@ export class Connection implements Session {
     }
   }
 
-  /** Hands the connection back to `run` with what `#onInput` got; false (not waiting). */
+  /** Hands the connection back to `run` with what `onInput` got; false (not waiting). */
   #resume(got: number): boolean {
     const resolve = this.#waiting;
     this.#waiting = null;

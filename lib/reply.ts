@@ -52,6 +52,14 @@ export function writeU32(buf: Uint8Array, pos: number, n: number): number {
   return pos + digits;
 }
 
+/** A socket that sends at once what it takes, without waiting (the epoll engine's). */
+export interface DirectSink {
+  /** Sends what the socket takes of `p[0, len)` now: the byte count (0 when it is full). */
+  sendNow(p: Uint8Array, len: number): number;
+  /** As `sendNow`, for `parts[0, count)` in order in one call. */
+  sendGathered(parts: readonly Uint8Array[], count: number): number;
+}
+
 /** A growable output buffer; `buf[0, pos)` is pending output. */
 export class ReplyBuffer {
   buf: Uint8Array;
@@ -64,13 +72,8 @@ export class ReplyBuffer {
   bytesWritten = 0;
   /** True while a write started by `send` is under way. */
   writing = false;
-  /**
-   * Sends bytes at once if the socket takes them (the epoll engine's `sendNow`), returning how
-   * many it took; null: the transport has no such call.
-   */
-  sendNow: ((p: Uint8Array, len: number) => number) | null = null;
-  /** As `sendNow`, for parts sent in order in one call (the epoll engine's `sendGathered`). */
-  sendGathered: ((parts: readonly Uint8Array[], count: number) => number) | null = null;
+  /** The socket that takes bytes at once (the epoll engine's); null: it has no such calls. */
+  sender: DirectSink | null = null;
   /** Views of values in the store that `putValue` holds, and where in `buf` each goes. */
   readonly #held: Uint8Array[] = [];
   readonly #heldAt = new Int32Array(HELD_MAX);
@@ -139,7 +142,7 @@ export class ReplyBuffer {
    * still take back buffered replies.
    */
   putValue(store: ValueSource, ref: number, len: number, direct: boolean): void {
-    if (!direct || len < DIRECT_SEND_MIN || this.sendGathered === null || this.writing) {
+    if (!direct || len < DIRECT_SEND_MIN || this.sender === null || this.writing) {
       this.reserve(len);
       this.pos += store.readValue(ref, this.buf, this.pos);
       return;
@@ -179,7 +182,7 @@ export class ReplyBuffer {
     }
     if (this.pos > from) parts.push(this.buf.subarray(from, this.pos));
     held.length = 0;
-    const sent = this.sendGathered!(parts, parts.length);
+    const sent = this.sender!.sendGathered(parts, parts.length);
     this.bytesWritten += sent;
     if (sent < total) {
       // the socket is full: the rest waits in the buffer, copied out of the store
@@ -246,12 +249,12 @@ export class ReplyBuffer {
    */
   sendAtOnce(): boolean {
     // (A finished write that failed is reported by `send`: the socket takes nothing then.)
-    if (this.sendNow === null || this.writing) return false;
+    if (this.sender === null || this.writing) return false;
     if (this.#held.length > 0) {
       this.release();
       if (this.pos === 0) return true;
     }
-    const n = this.sendNow(this.buf, this.pos);
+    const n = this.sender.sendNow(this.buf, this.pos);
     this.bytesWritten += n;
     if (n === this.pos) {
       this.pos = 0;

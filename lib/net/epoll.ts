@@ -94,6 +94,11 @@ interface Watcher {
   onEvents(mask: number): void;
 }
 
+/** What `afterRound` runs at the end of the poller's round (a connection sending its replies). */
+export interface RoundEnd {
+  endRound(): void;
+}
+
 /** Turns a failed call's errno into the error Deno's own sockets would throw. */
 function socketError(code: number, what: string): Error {
   const message = `${what}: os error ${code}`;
@@ -146,14 +151,19 @@ class Poller {
   readonly #wake: number;
   readonly #events = new Uint8Array(MAX_EVENTS * EVENT_SIZE);
   readonly #view = new DataView(this.#events.buffer);
-  readonly #watchers = new Map<number, Watcher>();
+  /**
+   * The watcher of each descriptor in the set, indexed by descriptor: one load per event,
+   * where a Map's lookup touched a bucket and an entry, cold at a light rate.
+   */
+  readonly #watchers: (Watcher | undefined)[] = [];
+  #watched = 0;
   readonly #ctl = new Uint8Array(16);
   readonly #ctlView = new DataView(this.#ctl.buffer);
   /** Connections waiting to read whose socket has input (or may have): served next round. */
   #ready = new RoundList<EpollConn>();
   #serving = new RoundList<EpollConn>();
   /** What `afterRound` asked to run once every connection of this round has had its read. */
-  readonly #after = new RoundList<() => void>();
+  readonly #after = new RoundList<RoundEnd>();
   /** Connections handed input this round that have not yet come back for more. */
   inflight = 0;
   #loop: Promise<void> | null = null;
@@ -173,20 +183,23 @@ class Poller {
     if (this.#control(EPOLL_CTL_ADD, fd, events) < 0) {
       throw socketError(errno(this.#c), "epoll_ctl");
     }
-    this.#watchers.set(fd, watcher);
+    if (this.#watchers[fd] === undefined) this.#watched++;
+    this.#watchers[fd] = watcher;
     this.#loop ??= this.#run();
   }
 
   /** Takes `fd` out of the set (call before closing it); the loop ends with the last one. */
   remove(fd: number): void {
-    if (!this.#watchers.delete(fd)) return;
+    if (this.#watchers[fd] === undefined) return;
+    this.#watchers[fd] = undefined;
+    this.#watched--;
     this.#control(EPOLL_CTL_DEL, fd, 0);
-    if (this.#watchers.size === 0) this.#wakeUp();
+    if (this.#watched === 0) this.#wakeUp();
   }
 
-  /** Runs `f` at the end of this round, after every ready connection has had its turn. */
-  afterRound(f: () => void): void {
-    this.#after.push(f);
+  /** Runs `r.endRound()` at the end of this round, after every ready connection's turn. */
+  afterRound(r: RoundEnd): void {
+    this.#after.push(r);
   }
 
   /** Queues a connection that waits to read and has input, for the next round. */
@@ -203,7 +216,7 @@ class Poller {
 
   /** Resolves once no descriptor is watched and the loop has ended (no wait left running). */
   async stopped(): Promise<void> {
-    while (this.#loop !== null && this.#watchers.size === 0) await this.#loop;
+    while (this.#loop !== null && this.#watched === 0) await this.#loop;
   }
 
   #control(op: number, fd: number, events: number): number {
@@ -221,7 +234,7 @@ class Poller {
     let settled = true;
     let busy = false;
     try {
-      while (this.#watchers.size > 0) {
+      while (this.#watched > 0) {
         const turnOver = performance.now() - turnStart >= TURN_MS;
         // Busy a moment ago and every connection has answered: the next request is likely
         // close. Waiting here for it (up to a turn's length) is cheaper than a trip through the
@@ -262,7 +275,7 @@ class Poller {
         this.#c.read(this.#wake, this.#ctl, 8);
         continue;
       }
-      this.#watchers.get(fd)?.onEvents(view.getUint32(at, true));
+      this.#watchers[fd]?.onEvents(view.getUint32(at, true));
     }
   }
 
@@ -295,7 +308,7 @@ class Poller {
     const after = this.#after;
     for (let i = 0; i < after.count; i++) {
       try {
-        after.items[i]!();
+        after.items[i]!.endRound();
       } catch (e) {
         console.error(`memg: internal error at the end of a round: ${e}`);
       }
@@ -321,10 +334,12 @@ interface Waiter<T> {
 
 /** How the poller serves a connection that waits for input (see `EpollConn.armInput`). */
 export interface InputHandler {
-  /** Reads what has arrived, with `readNow`: the byte count, 0 if nothing has, -1 at the end. */
-  read(): number;
-  /** Handles what `read` returned: true to go on waiting, false once handed to async work. */
-  input(got: number): boolean;
+  /**
+   * Reads what has arrived, with `readNow`: the byte count, 0 if nothing has, -1 at the end.
+   */
+  readInput(): number;
+  /** Handles what `readInput` returned: true to go on waiting, false once handed to async work. */
+  onInput(got: number): boolean;
 }
 
 /** `EpollConn.#got` when this round has not read for the connection yet. */
@@ -380,9 +395,9 @@ export class EpollConn implements Watcher {
 
   /**
    * Waits for input by having the poller call the handler in its rounds (synchronously, no
-   * promise) instead of through `read`: `read` with every other ready connection's, then
-   * `input` with what it read. `input` returns true to go on waiting this way, false when it
-   * has handed over to asynchronous work (which ends by arming again, writing, or closing).
+   * promise) instead of through `read`: `readInput` with every other ready connection's, then
+   * `onInput` with what it read. `onInput` returns true to go on waiting this way, false when
+   * it has handed over to asynchronous work (which ends by arming again, writing, or closing).
    */
   armInput(handler: InputHandler): void {
     this.#back();
@@ -395,7 +410,7 @@ export class EpollConn implements Watcher {
 
   /**
    * Stops calling the input handler: the connection has handed over to asynchronous work (as
-   * when `input` returns false), which ends by arming again, writing, or closing.
+   * when `onInput` returns false), which ends by arming again, writing, or closing.
    */
   disarm(): void {
     if (!this.#armed) return;
@@ -406,9 +421,9 @@ export class EpollConn implements Watcher {
     this.#poller.inflight++;
   }
 
-  /** Has the poller call `f` at the end of its current round (see `Poller.afterRound`). */
-  afterRound(f: () => void): void {
-    this.#poller.afterRound(f);
+  /** Has the poller call `r.endRound()` at the end of its round (see `Poller.afterRound`). */
+  afterRound(r: RoundEnd): void {
+    this.#poller.afterRound(r);
   }
 
   /**
@@ -538,7 +553,7 @@ export class EpollConn implements Watcher {
     this.#reading = this.#writing = null;
     reading?.resolve(null);
     writing?.reject(new Deno.errors.BadResource("connection closed"));
-    handler?.input(-1); // whoever waits for input sees the end of the stream
+    handler?.onInput(-1); // whoever waits for input sees the end of the stream
   }
 
   onEvents(mask: number): void {
@@ -565,7 +580,7 @@ export class EpollConn implements Watcher {
 
   /** The round's first pass: the armed handler's read. */
   readAhead(): void {
-    if (this.#armed && !this.#closed) this.#got = this.#handler!.read();
+    if (this.#armed && !this.#closed) this.#got = this.#handler!.readInput();
   }
 
   /** The poller's turn for this connection: the handler's input, or one read for `read`. */
@@ -574,9 +589,9 @@ export class EpollConn implements Watcher {
     if (this.#armed && !this.#closed) {
       this.#armed = false;
       const handler = this.#handler!;
-      const got = this.#got === NOT_READ ? handler.read() : this.#got;
+      const got = this.#got === NOT_READ ? handler.readInput() : this.#got;
       this.#got = NOT_READ;
-      if (handler.input(got)) {
+      if (handler.onInput(got)) {
         // still waiting: more may be there already (a full read), which gets the next round
         this.#armed = !this.#closed;
         if (this.#armed && this.#readable) this.#schedule();
