@@ -58,9 +58,9 @@ export interface ConnectionOwner {
 
 /**
  * A transport we can read from, write to and close: a `Deno.Conn` (TCP, unix socket, TLS) or
- * the epoll engine's `EpollConn`.
+ * the epoll engine's `EpollConn`, which also sends at once (`DirectSink`).
  */
-export interface Transport {
+export interface Transport extends Partial<DirectSink> {
   read(p: Uint8Array): Promise<number | null>;
   write(p: Uint8Array): Promise<number>;
   closeWrite(): Promise<void>;
@@ -69,12 +69,6 @@ export interface Transport {
   setNoDelay?(noDelay?: boolean): void;
   /** True when memg's own poller watches it, so waiting for Deno's sockets is not needed. */
   readonly polled?: boolean;
-  /**
-   * Sends what the socket takes of `p[0, len)` at once; the byte count (the epoll engine only).
-   */
-  sendNow?(p: Uint8Array, len: number): number;
-  /** Sends what the socket takes of the parts, in order, in one call; the byte count. */
-  sendGathered?(parts: readonly Uint8Array[], count: number): number;
 }
 
 /** The epoll engine's sockets: input is handed over in the poller's round (`armInput`). */
