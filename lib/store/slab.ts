@@ -73,6 +73,7 @@ import {
   W_PREV,
   W_TIME,
 } from "./slab_pages.ts";
+import { copyBytes, ViewCache } from "./byte_copy.ts";
 import { hashBytes, HashIndex } from "./hash.ts";
 import { LargePages } from "./large_pages.ts";
 import { Lru } from "./lru.ts";
@@ -114,8 +115,6 @@ const MIGRATE_PER_LINK = 16;
  * bucket's chain is a cache miss or two, so 4,096 at once took 1-1.5 ms whatever the budget.
  */
 const MIGRATE_STEP = 64;
-/** Copies up to this many bytes byte by byte rather than through a `subarray` view. */
-const SMALL_COPY = 48;
 /** `stats sizes` bucket width. */
 const SIZE_BUCKET = 32;
 const U32_MAX = 0xffffffff;
@@ -140,7 +139,8 @@ const NSTAT = 11;
  * they are linked or released); allocated-but-unlinked items never move or get evicted; linked
  * items may move to another chunk during `alloc`, `link`, `release` and `setLimit` (their refs
  * change, as the `Store` contract allows); the hot path allocates no JS objects except a
- * `subarray` view for copies over 48 bytes.
+ * `DataView` when a copy's read or reply buffer is not the previous copy's, and a `subarray`
+ * view for copies over 192 bytes (see `copyBytes`).
  */
 export class SlabStore implements Store {
   readonly clock: Clock;
@@ -155,6 +155,9 @@ export class SlabStore implements Store {
   private readonly mem: SlabPages;
   private readonly lru: Lru;
   private readonly index: HashIndex;
+  /** Views of the arrays values and keys are copied from and to (read and reply buffers). */
+  private readonly inView = new ViewCache();
+  private readonly outView = new ViewCache();
   private readonly classStats: Float64Array;
   private readonly sizes: Float64Array;
   private readonly maxKey: number;
@@ -273,7 +276,8 @@ export class SlabStore implements Store {
     let pos = this.seekPos;
     for (;;) {
       const n = Math.min(len, cap - pos);
-      copyBytes(mem.u8[mem.page(chunk)], start + pos, src, srcOff, n);
+      const p = mem.page(chunk);
+      copyBytes(mem.u8[p], mem.dv[p], start + pos, src, this.inView.of(src), srcOff, n);
       len -= n;
       if (len === 0) return;
       srcOff += n;
@@ -401,7 +405,8 @@ export class SlabStore implements Store {
     let chunk = ref;
     let next = mem.word(ref, W_CHAIN);
     for (let done = 0;;) {
-      copyBytes(dst, dstOff + done, mem.u8[mem.page(chunk)], start, n);
+      const p = mem.page(chunk);
+      copyBytes(dst, this.outView.of(dst), dstOff + done, mem.u8[p], mem.dv[p], start, n);
       done += n;
       if (done === nbytes) return nbytes;
       chunk = next;
@@ -418,7 +423,16 @@ export class SlabStore implements Store {
   readKey(ref: ItemRef, dst: Uint8Array, dstOff: number): number {
     const mem = this.mem;
     const nkey = mem.word(ref, W_META) & KEY_MASK;
-    copyBytes(dst, dstOff, mem.u8[mem.page(ref)], mem.offset(ref) + ITEM_HEADER, nkey);
+    const p = mem.page(ref);
+    copyBytes(
+      dst,
+      this.outView.of(dst),
+      dstOff,
+      mem.u8[p],
+      mem.dv[p],
+      mem.offset(ref) + ITEM_HEADER,
+      nkey,
+    );
     return nkey;
   }
 
@@ -606,7 +620,16 @@ export class SlabStore implements Store {
     mem.setWord(ref, W_HASH, hashBytes(key, off, len));
     mem.setWord(ref, W_CHAIN, NONE);
     mem.setCas(ref, 0);
-    copyBytes(mem.u8[mem.page(ref)], mem.offset(ref) + ITEM_HEADER, key, off, len);
+    const p = mem.page(ref);
+    copyBytes(
+      mem.u8[p],
+      mem.dv[p],
+      mem.offset(ref) + ITEM_HEADER,
+      key,
+      this.inView.of(key),
+      off,
+      len,
+    );
     let last = ref;
     for (let rem = total - max; rem > 0; rem -= max - CHUNK_HEADER) {
       const take = Math.min(rem, max - CHUNK_HEADER);
@@ -765,10 +788,14 @@ export class SlabStore implements Store {
     const mem = this.mem;
     const dst = mem.take(c);
     mem.reserve(dst, -1);
+    const dp = mem.page(dst);
+    const sp = mem.page(src);
     copyBytes(
-      mem.u8[mem.page(dst)],
+      mem.u8[dp],
+      mem.dv[dp],
       mem.offset(dst),
-      mem.u8[mem.page(src)],
+      mem.u8[sp],
+      mem.dv[sp],
       mem.offset(src),
       mem.chunkSize[c],
     );
@@ -1049,15 +1076,4 @@ function pagesFor(limitBytes: number, pageSize: number): number {
 /** A time as stored in a u32 header word. */
 function u32Time(t: number): number {
   return t < 0 ? 1 : Math.min(t, U32_MAX);
-}
-
-/** Copies bytes, byte by byte when short (no `subarray` view allocated). */
-function copyBytes(dst: Uint8Array, dOff: number, src: Uint8Array, sOff: number, n: number): void {
-  if (n <= SMALL_COPY) {
-    for (let i = 0; i < n; i++) dst[dOff + i] = src[sOff + i];
-  } else if (sOff === 0 && n === src.length) {
-    dst.set(src, dOff);
-  } else {
-    dst.set(src.subarray(sOff, sOff + n), dOff);
-  }
 }

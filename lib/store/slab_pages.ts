@@ -69,6 +69,7 @@ export const MAX_MEMORY = 2 ** 34;
 const EMPTY_U8 = new Uint8Array(0);
 const EMPTY_I32 = new Int32Array(0);
 const EMPTY_F64 = new Float64Array(0);
+const EMPTY_DV = new DataView(new ArrayBuffer(0));
 
 /** How pages are carved. */
 export interface SlabGeometry {
@@ -115,6 +116,8 @@ export class SlabPages {
   readonly i32: Int32Array[] = [];
   /** Float64 view of each page id. */
   readonly f64: Float64Array[] = [];
+  /** `DataView` of each page id (for `copyBytes`). */
+  readonly dv: DataView[] = [];
   /** Class of each page id (0 = unused). */
   pageClass = new Uint8Array(0);
   /** Chunks in use (not free) per page id. */
@@ -275,6 +278,7 @@ export class SlabPages {
     this.u8[p] = new Uint8Array(buf, off, size);
     this.i32[p] = new Int32Array(buf, off, size / 4);
     this.f64[p] = new Float64Array(buf, off, size / 8);
+    this.dv[p] = new DataView(buf, off, size);
     this.pagesInUse++;
     this.carve(p, c);
     return true;
@@ -314,6 +318,7 @@ export class SlabPages {
     this.u8[p] = EMPTY_U8;
     this.i32[p] = EMPTY_I32;
     this.f64[p] = EMPTY_F64;
+    this.dv[p] = EMPTY_DV;
     const at = this.arenaPages[p];
     if (at) this.large!.give(at);
     this.arenaPages[p] = null;
