@@ -928,15 +928,19 @@ Deno.test("Deno's own sockets (the metrics server) stay served while epoll clien
     assertGreater(received, 50 * 1024 * 1024, "the epoll clients were not kept busy");
     times.sort((a, b) => a - b);
     const p50 = times[Math.floor(times.length * 0.5)];
+    const p90 = times[Math.floor(times.length * 0.9)];
     const p99 = times[Math.floor(times.length * 0.99)];
     console.log(
       `/stats.json next to 4 saturating epoll clients: ${times.length} fetches, p50 ` +
-        `${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; ` +
+        `${p50.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; ` +
         `${(received / 1048576).toFixed(0)} MB of replies meanwhile`,
     );
-    // Starved, it would wait for as long as the clients send (the fetch would time out); the
-    // bound leaves room for a CI machine running other test files at the same time.
-    assertLess(p99, 1000, `p99 ${p99} ms`);
+    // Starved, a fetch would wait for as long as the clients send: one or two fetches in the two
+    // seconds. Served, there are about 80 (each is followed by a 10 ms sleep). The bounds sit on
+    // the count and the 90th percentile, not the slowest fetch: on a CI machine running other
+    // test files at once, one fetch in 80 has taken 1.9 s while the median was 7 ms.
+    assertGreater(times.length, 20, `only ${times.length} fetches in 2 s`);
+    assertLess(p90, 500, `p90 ${p90} ms`);
   } finally {
     stop = true;
     for (const c of greedy) {
