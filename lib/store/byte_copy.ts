@@ -58,9 +58,15 @@ export function copyBytes(
     if (n < 0 || dOff < 0 || sOff < 0 || dOff + n > dst.length || sOff + n > src.length) {
       throw new RangeError("copy out of bounds");
     }
-    let i = 0;
-    for (; i + 8 <= n; i += 8) dv.setBigInt64(dOff + i, sv.getBigInt64(sOff + i, true), true);
-    for (; i < n; i++) dv.setUint8(dOff + i, sv.getUint8(sOff + i));
+    if (n >= 8) {
+      // whole words, the last one ending at the range's end (it may overlap the one before)
+      for (let i = 0; i < n - 8; i += 8) {
+        dv.setBigInt64(dOff + i, sv.getBigInt64(sOff + i, true), true);
+      }
+      dv.setBigInt64(dOff + n - 8, sv.getBigInt64(sOff + n - 8, true), true);
+    } else {
+      for (let i = 0; i < n; i++) dv.setUint8(dOff + i, sv.getUint8(sOff + i));
+    }
   } else if (sOff === 0 && n === src.length) {
     dst.set(src, dOff);
   } else {
