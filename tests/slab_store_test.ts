@@ -18,6 +18,7 @@ import {
 } from "../lib/store/store.ts";
 import { SlabStore, type SlabStoreOptions } from "../lib/store/slab.ts";
 import { SlabPages } from "../lib/store/slab_pages.ts";
+import { libc } from "../lib/net/libc.ts";
 
 const T0 = 1_700_000_000;
 const KiB = 1 << 10;
@@ -110,6 +111,20 @@ function checkInvariants(s: SlabStore): void {
 }
 
 Deno.test("slab store", async (t) => {
+  await t.step("pages start on a cache line, so a 192-byte chunk lies in three lines", () => {
+    const c = libc();
+    assert(c !== null, "the tests run with the ffi permission");
+    const geometry = { pageSize: MiB, chunkMax: MiB / 2, minChunk: 96, growthFactor: 1.25 };
+    const mem = new SlabPages(geometry, 8);
+    for (let p = 0; p < 8; p++) {
+      assert(mem.addPage(4)); // the 192-byte class
+      for (const view of [mem.u8[p], mem.i32[p], mem.f64[p]]) {
+        assertEquals(c.addressOf(new Uint8Array(view.buffer, view.byteOffset, 1), 0, 0) % 64n, 0n);
+        assertEquals(view.byteLength, MiB);
+      }
+      assertEquals(mem.dv[p].byteOffset, mem.u8[p].byteOffset);
+    }
+  });
   await t.step("chunk sizes are memcached's defaults (-n 48 -f 1.25, 512 KiB largest)", () => {
     const geometry = { pageSize: MiB, chunkMax: MiB / 2, minChunk: 96, growthFactor: 1.25 };
     const mem = new SlabPages(geometry, 64);
