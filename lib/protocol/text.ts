@@ -435,6 +435,12 @@ export class TextProtocol implements Protocol {
       return -1;
     }
     const ks = start + 4;
+    // `#warm` found this key's end already when it lists a key starting here
+    const starts = this.#warmStarts;
+    while (this.#warmNext < this.#warmCount && starts[this.#warmNext] < ks) this.#warmNext++;
+    if (this.#warmNext < this.#warmCount && starts[this.#warmNext] === ks) {
+      return ks + this.#warmLens[this.#warmNext];
+    }
     const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
     let k = ks;
     while (k < limit && b[k] > 32) k++;
