@@ -7,7 +7,7 @@
 import { assertEquals, assertThrows } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
 import { startMemg } from "./helpers/server.ts";
-import { copyBytes, viewOf } from "../lib/store/byte_copy.ts";
+import { copyBytes, ViewCache, viewOf } from "../lib/store/byte_copy.ts";
 
 Deno.test("copyBytes copies every length 0–300 at every alignment, touching nothing else", () => {
   const src = new Uint8Array(400).map((_, i) => (i * 7 + 3) & 255);
@@ -43,6 +43,20 @@ Deno.test("copyBytes refuses a short copy out of bounds before writing a byte", 
     assertThrows(() => copyBytes(dst, viewOf(dst), dOff, src, viewOf(src), sOff, n), RangeError);
     assertEquals(dst.every((b) => b === 0), true);
   }
+});
+
+Deno.test("ViewCache gives an array back the view it made for it, after other arrays", () => {
+  const a = new Uint8Array(new ArrayBuffer(32), 8, 16);
+  const b = new Uint8Array(16);
+  const views = new ViewCache();
+  const first = views.of(a);
+  assertEquals([first.byteOffset, first.byteLength], [8, 16]);
+  assertEquals(first.buffer === a.buffer, true);
+  const other = views.of(b);
+  assertEquals(other.buffer === b.buffer, true);
+  // a poller round switches between connections' buffers: each keeps its one view
+  assertEquals(views.of(a) === first, true);
+  assertEquals(new ViewCache().of(b) === other, true);
 });
 
 Deno.test("values of every length 0–400 round-trip, two connections interleaved", async () => {
