@@ -18,6 +18,7 @@ import {
 } from "../lib/store/store.ts";
 import { SlabStore, type SlabStoreOptions } from "../lib/store/slab.ts";
 import { SlabPages } from "../lib/store/slab_pages.ts";
+import { hashBytes } from "../lib/store/hash.ts";
 import { libc } from "../lib/net/libc.ts";
 
 const T0 = 1_700_000_000;
@@ -346,6 +347,42 @@ Deno.test("slab store", async (t) => {
     assert(warmedMidDoubling > 0, "never warmed while the index was doubling");
     for (let i = 0; i < 200_000; i++) assertNotEquals(find(store, i), NONE);
     checkInvariants(store);
+  });
+
+  await t.step("keys with the same hash and length are told apart by every byte", () => {
+    // `find` compares four bytes at a time, then the rest one by one: pairs of murmur3
+    // collisions of 5, 8 and 11 bytes differ in a word, in the tail, or in both
+    const { store } = fixture();
+    const enc = new TextEncoder();
+    for (const len of [5, 8, 11]) {
+      const seen = new Map<number, string>();
+      let pair: [Uint8Array, Uint8Array] | null = null;
+      for (let i = 0; i < 1_000_000 && pair === null; i++) {
+        // digits spread over every byte: with one word changing alone murmur3 never collides
+        const x = Math.imul(i, 0x9e3779b1) >>> 0;
+        const name = `k${(x.toString(36) + i.toString(36)).padStart(len - 1, "0").slice(1 - len)}`;
+        const h = hashBytes(enc.encode(name), 0, len);
+        const other = seen.get(h);
+        if (other !== undefined && other !== name) pair = [enc.encode(other), enc.encode(name)];
+        seen.set(h, name);
+      }
+      assert(pair !== null, `a collision among 1M keys of ${len} bytes`);
+      const [a, b] = pair;
+      const store1 = (key: Uint8Array, v: number) => {
+        const ref = store.alloc(key, 0, len, 1, v, 0);
+        store.writeValue(ref, 0, new Uint8Array([v]), 0, 1);
+        assertEquals(store.link(ref, Mode.Set, 0), StoreResult.Stored);
+      };
+      store1(a, 1);
+      assertEquals(store.find(b, 0, len), NONE, `${len} bytes: the other key is not found`);
+      store1(b, 2);
+      assertEquals(store.flags(store.find(a, 0, len)), 1);
+      assertEquals(store.flags(store.find(b, 0, len)), 2);
+      // the key at an offset of a larger array, as keys sit in a read buffer
+      const inBuf = new Uint8Array(len + 3);
+      inBuf.set(b, 3);
+      assertEquals(store.flags(store.find(inBuf, 3, len)), 2);
+    }
   });
 
   await t.step("sweep keeps to its budget and resumes", () => {
