@@ -113,8 +113,8 @@ export class HashIndex {
   /**
    * For each of the `n` hashes, loads its bucket and the cache lines of the bucket's first
    * item's first 192 bytes (header, key, a small value): what `find` and a reply will read.
-   * Where that item is another key's (its hash differs), also the next item's first 128 bytes,
-   * which `find` reads next.
+   * Where that item is another key's (its hash differs), also the next item's first 192 bytes,
+   * which `find` and the reply read next.
    * Returns a value made of those loads, meaningless, so that they are not optimised away.
    */
   warm(hashes: Int32Array, n: number): number {
@@ -143,7 +143,9 @@ export class HashIndex {
       if (ref === NONE) continue;
       const words = i32[ref >>> shift];
       const w = (ref & mask) << 1;
-      sink ^= words[w] ^ words[Math.min(w + 16, words.length - 1)];
+      const last = words.length - 1;
+      sink ^= words[w] ^ words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)] ^
+        words[Math.min(w + 47, last)];
     }
     return sink;
   }
