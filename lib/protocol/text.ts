@@ -574,8 +574,17 @@ export class TextProtocol implements Protocol {
     buf[pos + 4] = 69; // E
     buf[pos + 5] = 32;
     pos += 6;
-    if (kl <= 32) { for (let i = 0; i < kl; i++) buf[pos + i] = key[ks + i]; }
-    else buf.set(key.subarray(ks, ks + kl), pos);
+    if (kl <= 32) {
+      // four bytes per step: a quarter of the loop's tests and index updates
+      let i = 0;
+      for (; i + 4 <= kl; i += 4) {
+        buf[pos + i] = key[ks + i];
+        buf[pos + i + 1] = key[ks + i + 1];
+        buf[pos + i + 2] = key[ks + i + 2];
+        buf[pos + i + 3] = key[ks + i + 3];
+      }
+      for (; i < kl; i++) buf[pos + i] = key[ks + i];
+    } else buf.set(key.subarray(ks, ks + kl), pos);
     pos += kl;
     buf[pos++] = 32;
     pos = writeU32(buf, pos, store.flags(ref));
