@@ -37,6 +37,8 @@ const R = {
   DELETED: bytes("DELETED\r\n"),
   TOUCHED: bytes("TOUCHED\r\n"),
   END: bytes("END\r\n"),
+  /** The end of a hit's data block and of the reply, in one copy. */
+  CRLF_END: bytes("\r\nEND\r\n"),
   OK: bytes("OK\r\n"),
   RESET: bytes("RESET\r\n"),
   ERROR: bytes("ERROR\r\n"),
@@ -416,7 +418,10 @@ export class TextProtocol implements Protocol {
         return Step.More;
       }
       const ref = touch ? cache.touch(t.buf, ks, kl, exptime) : cache.get(t.buf, ks, kl);
-      if (ref !== NONE) this.#putHit(t.buf, ks, kl, ref, withCas, direct);
+      if (ref !== NONE) {
+        this.#putHit(t.buf, ks, kl, ref, withCas, direct);
+        out.crlf();
+      }
     }
     out.put(R.END);
     return Step.More;
@@ -472,7 +477,7 @@ export class TextProtocol implements Protocol {
       ? this.session.cache.getHashed(b, ks, kl, this.#warmHashes[this.#warmNext++])
       : this.session.cache.get(b, ks, kl);
     if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
-    this.session.out.put(R.END);
+    this.session.out.put(ref !== NONE ? R.CRLF_END : R.END);
     return true;
   }
 
@@ -550,7 +555,10 @@ export class TextProtocol implements Protocol {
       this.#warmLens[this.#warmNext] === kl;
   }
 
-  /** Appends the `VALUE` line and data block of a hit on key `key[ks, ks + kl)`. */
+  /**
+   * Appends the `VALUE` line and data block of a hit on key `key[ks, ks + kl)`, not the `\r\n`
+   * after the block.
+   */
   #putHit(
     key: Uint8Array,
     ks: number,
@@ -589,14 +597,18 @@ export class TextProtocol implements Protocol {
     buf[pos++] = 32;
     pos = writeU32(buf, pos, store.flags(ref));
     buf[pos++] = 32;
-    out.pos = writeU32(buf, pos, vlen);
+    pos = writeU32(buf, pos, vlen);
     if (withCas) {
+      out.pos = pos;
       out.putByte(32);
       out.putUint(store.cas(ref));
+      out.crlf();
+    } else {
+      buf[pos] = 13;
+      buf[pos + 1] = 10;
+      out.pos = pos + 2;
     }
-    out.crlf();
     out.putValue(store, ref, vlen, direct);
-    out.crlf();
   }
 
   #update(mode: Mode, withCas: boolean, n: number): Step {
