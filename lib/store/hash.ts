@@ -48,6 +48,17 @@ export function hashBytes(b: Uint8Array, off: number, len: number): number {
 }
 
 const EMPTY: Int32Array = new Int32Array(0);
+
+/**
+ * The words 64, 128 and 188 bytes into the chunk at word `w` of `words`, xored: one load from
+ * each cache line of its first 192 bytes after the line it starts in, however it lies across
+ * lines, as far as the page goes.
+ */
+function lines(words: Int32Array, w: number): number {
+  if (w + 47 < words.length) return words[w + 16] ^ words[w + 32] ^ words[w + 47];
+  const last = words.length - 1;
+  return words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)];
+}
 /** Items per bucket beyond which the index doubles (see `maybeGrow`). */
 const MAX_LOAD = 0.75;
 /** memcached's default hashpower. */
@@ -120,11 +131,18 @@ export class HashIndex {
   warm(hashes: Int32Array, n: number): number {
     const { shift, mask, i32 } = this.mem;
     const refs = this.warmRefs;
-    // Two short loops with no dependency between keys: the CPU runs their loads side by side,
-    // first every bucket, then every first item.
-    for (let i = 0; i < n; i++) {
-      const b = this.locate(hashes[i]);
-      refs[i] = this.at[b] - 1;
+    // Short loops with no dependency between keys: the CPU runs their loads side by side, first
+    // every bucket, then every first item. The fewer instructions a key takes, the more keys'
+    // loads are under way at once.
+    if (this.old === EMPTY) {
+      const table = this.table;
+      const m = this.mask;
+      for (let i = 0; i < n; i++) refs[i] = table[hashes[i] & m] - 1;
+    } else {
+      for (let i = 0; i < n; i++) {
+        const b = this.locate(hashes[i]);
+        refs[i] = this.at[b] - 1;
+      }
     }
     let sink = 0;
     for (let i = 0; i < n; i++) {
@@ -132,9 +150,7 @@ export class HashIndex {
       if (ref === NONE) continue;
       const words = i32[ref >>> shift];
       const w = (ref & mask) << 1;
-      const last = words.length - 1;
-      sink ^= words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)] ^
-        words[Math.min(w + 47, last)];
+      sink ^= lines(words, w);
       // Another key's item heads the chain: the next one is where `find` goes after it.
       refs[i] = words[w + W_HASH] === hashes[i] ? NONE : words[w + W_HNEXT];
     }
@@ -143,9 +159,7 @@ export class HashIndex {
       if (ref === NONE) continue;
       const words = i32[ref >>> shift];
       const w = (ref & mask) << 1;
-      const last = words.length - 1;
-      sink ^= words[w] ^ words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)] ^
-        words[Math.min(w + 47, last)];
+      sink ^= words[w] ^ lines(words, w);
     }
     return sink;
   }
