@@ -473,7 +473,10 @@ export class TextProtocol implements Protocol {
     r.consume(lf + 1 - start);
     this.commands++;
     this.noreply = false;
-    const ref = this.#warmed(ks, kl)
+    // `#plainKey` stopped at this key's entry if `#warm` hashed it in this `process` call (the
+    // buffer unchanged since, so the hash is still the key's), and took the key's end from it
+    const warmed = this.#warmNext < this.#warmCount && this.#warmStarts[this.#warmNext] === ks;
+    const ref = warmed
       ? this.session.cache.getHashed(b, ks, kl, this.#warmHashes[this.#warmNext++])
       : this.session.cache.get(b, ks, kl);
     if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
@@ -542,17 +545,6 @@ export class TextProtocol implements Protocol {
     this.reply(STORE_REPLIES[cache.commit(ref, Mode.Set, 0)]);
     this.noreply = false;
     return true;
-  }
-
-  /**
-   * Whether the key at `[ks, ks + kl)` of the reader's buffer is the next one `#warm` hashed in
-   * this `process` call: the buffer has not changed since, so its hash is still the key's.
-   */
-  #warmed(ks: number, kl: number): boolean {
-    const starts = this.#warmStarts;
-    while (this.#warmNext < this.#warmCount && starts[this.#warmNext] < ks) this.#warmNext++;
-    return this.#warmNext < this.#warmCount && starts[this.#warmNext] === ks &&
-      this.#warmLens[this.#warmNext] === kl;
   }
 
   /**
