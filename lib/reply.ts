@@ -41,6 +41,16 @@ export function writeU32(buf: Uint8Array, pos: number, n: number): number {
     buf[pos] = 48 + n;
     return pos + 1;
   }
+  if (n < 1000) {
+    // value lengths of small items, mostly: no loop
+    const hundreds = (n / 100) >>> 0;
+    const rest = n - hundreds * 100;
+    const tens = (rest / 10) >>> 0;
+    if (hundreds > 0) buf[pos++] = 48 + hundreds;
+    buf[pos] = 48 + tens;
+    buf[pos + 1] = 48 + rest - tens * 10;
+    return pos + 2;
+  }
   let digits = 2;
   for (let m = (n / 100) >>> 0; m > 0; m = (m / 10) >>> 0) digits++;
   let p = pos + digits;

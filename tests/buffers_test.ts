@@ -1,7 +1,7 @@
 /** Unit tests of the connection's two buffers: the reader and the reply buffer. */
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { BufferedReader, type ByteSource } from "../lib/reader.ts";
-import { type ByteSink, ReplyBuffer } from "../lib/reply.ts";
+import { type ByteSink, ReplyBuffer, writeU32 } from "../lib/reply.ts";
 
 const dec = new TextDecoder();
 
@@ -68,6 +68,18 @@ Deno.test("reply buffer: putUint writes every magnitude in decimal", () => {
     out.pos = 0;
     out.putUint(n);
     assertEquals(dec.decode(out.buf.subarray(0, out.pos)), String(n));
+  }
+});
+
+Deno.test("writeU32 writes 0–100,000 and the 32-bit boundaries in decimal, at an offset, nothing after", () => {
+  const buf = new Uint8Array(16);
+  const samples = [999_999, 2 ** 31 - 1, 2 ** 31, 4294967295];
+  for (let n = 0; n <= 100_000; n++) samples.push(n);
+  for (const n of samples) {
+    buf.fill(0x2e);
+    const end = writeU32(buf, 3, n);
+    assertEquals(dec.decode(buf.subarray(3, end)), String(n));
+    assertEquals(buf[end], 0x2e);
   }
 });
 
