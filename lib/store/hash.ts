@@ -59,6 +59,7 @@ function lines(words: Int32Array, w: number): number {
   const last = words.length - 1;
   return words[Math.min(w + 16, last)] ^ words[Math.min(w + 32, last)];
 }
+
 /** Items per bucket beyond which the index doubles (see `maybeGrow`). */
 const MAX_LOAD = 0.75;
 /** memcached's default hashpower. */
