@@ -350,8 +350,8 @@ Deno.test("slab store", async (t) => {
   });
 
   await t.step("keys with the same hash and length are told apart by every byte", () => {
-    // `find` compares four bytes at a time, then the rest one by one: pairs of murmur3
-    // collisions of 5, 8 and 11 bytes differ in a word, in the tail, or in both
+    // `find` compares the bytes of a chain's keys whose hash and length match the one sought:
+    // pairs of murmur3 collisions of 5, 8 and 11 bytes reach that compare
     const { store } = fixture();
     const enc = new TextEncoder();
     for (const len of [5, 8, 11]) {
