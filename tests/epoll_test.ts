@@ -870,6 +870,9 @@ Deno.test("300 clients at once are all served, and curr_connections comes back d
   }
 });
 
+/** How long one metrics fetch may wait next to the saturating clients before the test fails. */
+const FETCH_DEADLINE_MS = 5000;
+
 Deno.test("Deno's own sockets (the metrics server) stay served while epoll clients saturate memg", async () => {
   // The epoll loop hands Deno's event loop a turn at least every 5 ms while busy; without that,
   // HTTP, TLS and unix-socket clients would wait as long as the epoll clients kept sending. An
@@ -913,7 +916,12 @@ Deno.test("Deno's own sockets (the metrics server) stay served while epoll clien
     const started = Date.now();
     while (Date.now() - started < 2000) {
       const t0 = performance.now();
-      const res = await fetch(url, { client });
+      // Starved, a fetch would wait for as long as the clients send, which is until this loop
+      // ends: without a deadline the test would hang instead of failing.
+      const res = await fetch(url, { client, signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })
+        .catch((e) => {
+          throw new Error(`a fetch got no reply in ${FETCH_DEADLINE_MS} ms (${e})`);
+        });
       const body = await res.json() as Record<string, unknown>;
       times.push(performance.now() - t0);
       assertEquals(res.status, 200);
@@ -935,12 +943,11 @@ Deno.test("Deno's own sockets (the metrics server) stay served while epoll clien
         `${p50.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms; ` +
         `${(received / 1048576).toFixed(0)} MB of replies meanwhile`,
     );
-    // Starved, a fetch would wait for as long as the clients send: one or two fetches in the two
-    // seconds. Served, there are about 80 (each is followed by a 10 ms sleep). The bounds sit on
-    // the count and the 90th percentile, not the slowest fetch: on a CI machine running other
-    // test files at once, one fetch in 80 has taken 1.9 s while the median was 7 ms.
-    assertGreater(times.length, 20, `only ${times.length} fetches in 2 s`);
-    assertLess(p90, 500, `p90 ${p90} ms`);
+    // Served, there are 70 to 120 fetches on a quiet machine (each is followed by a 10 ms sleep),
+    // p50 4-8 ms. The bounds are loose because CI runs the other test files at once on two
+    // cores: one CI run saw a single fetch take 1.9 s, another only 15 fetches in the 2 s.
+    assertGreater(times.length, 5, `only ${times.length} fetches in 2 s`);
+    assertLess(p50, 400, `p50 ${p50} ms`);
   } finally {
     stop = true;
     for (const c of greedy) {
