@@ -62,6 +62,45 @@ export function writeU32(buf: Uint8Array, pos: number, n: number): number {
   return pos + digits;
 }
 
+/**
+ * Writes the text protocol's `VALUE <key> <flags> <bytes>` at `buf[pos]`, the key being
+ * `key[ks, ks + kl)`, without the line's end; `buf` has room for `kl + 28` bytes from `pos`.
+ * Returns the end.
+ */
+export function writeValueHead(
+  buf: Uint8Array,
+  pos: number,
+  key: Uint8Array,
+  ks: number,
+  kl: number,
+  flags: number,
+  bytes: number,
+): number {
+  buf[pos] = 86; // V
+  buf[pos + 1] = 65; // A
+  buf[pos + 2] = 76; // L
+  buf[pos + 3] = 85; // U
+  buf[pos + 4] = 69; // E
+  buf[pos + 5] = 32;
+  pos += 6;
+  if (kl <= 32) {
+    // four bytes per step: a quarter of the loop's tests and index updates
+    let i = 0;
+    for (; i + 4 <= kl; i += 4) {
+      buf[pos + i] = key[ks + i];
+      buf[pos + i + 1] = key[ks + i + 1];
+      buf[pos + i + 2] = key[ks + i + 2];
+      buf[pos + i + 3] = key[ks + i + 3];
+    }
+    for (; i < kl; i++) buf[pos + i] = key[ks + i];
+  } else buf.set(key.subarray(ks, ks + kl), pos);
+  pos += kl;
+  buf[pos++] = 32;
+  pos = writeU32(buf, pos, flags);
+  buf[pos++] = 32;
+  return writeU32(buf, pos, bytes);
+}
+
 /** A socket that sends at once what it takes, without waiting (the epoll engine's). */
 export interface DirectSink {
   /** Sends what the socket takes of `p[0, len)` now: the byte count (0 when it is full). */

@@ -608,6 +608,46 @@ Deno.test({
     }),
 });
 
+/**
+ * One write of many commands: runs of one-key gets (hits, misses, an expired item, a flushed
+ * one, a 20 KB value, a chained 600 KB one, 250-byte and 251-byte keys) between the updates
+ * that change what they find, as memg answers such runs in one loop of its own.
+ */
+function pipelined(): Step[] {
+  let batch = "";
+  let replies = 0;
+  const send = (command: string) => {
+    batch += command;
+    replies++;
+  };
+  for (let i = 0; i < 40; i++) send(`set p${i} ${i} 0 ${i * 7}\r\n${value(i * 7)}\r\n`);
+  send("set gone 0 -1 1\r\nx\r\n");
+  send(`set big 0 0 20000\r\n${value(20000)}\r\n`);
+  send(`set huge 0 0 600000\r\n${value(600000)}\r\n`);
+  send(`set ${"k".repeat(250)} 0 0 1\r\nk\r\n`);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 60; i++) send(`get p${(i * 13 + round) % 50}\r\n`);
+    send("get gone\r\nget big\nget huge\r\n");
+    replies += 2;
+    send(`get ${"k".repeat(250)}\r\nget ${"k".repeat(251)}\r\n`);
+    replies++;
+    send(`set p${round} 1 0 3\r\nnew\r\n`);
+    send(`delete p${round + 10}\r\n`);
+    for (let i = 0; i < 20; i++) send(`get p${i}\r\n`);
+  }
+  send("flush_all\r\n");
+  for (let i = 0; i < 20; i++) send(`get p${i}\r\n`);
+  send("set p1 0 0 1\r\n1\r\nget p1\r\nget p2\r\n");
+  replies += 2;
+  return [{ send: batch, replies }, { send: "stats\r\n", compare: "stats" }];
+}
+
+Deno.test({
+  name: "a pipeline of get runs among updates answers as memcached's, counters too",
+  ignore: !haveMemcached(),
+  fn: (t) => replay(t, { "one write": pipelined() }),
+});
+
 /** The largest value memcached 1.6.18 stores under a 1-byte key: -I minus its 60-byte header. */
 function boundary(limit: number): Step[] {
   const fits = limit - 60;

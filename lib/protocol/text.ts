@@ -12,15 +12,27 @@
 import { Arith } from "../cache.ts";
 import { VERSION_STRING } from "../config.ts";
 import { statsGroup } from "../report.ts";
-import { bytes, writeU32 } from "../reply.ts";
-import { AllocFailure, type ItemRef, Mode, NONE, StoreResult, WARM_MAX } from "../store/store.ts";
+import { bytes, writeValueHead } from "../reply.ts";
+import {
+  AllocFailure,
+  type GetRunSink,
+  type ItemRef,
+  Mode,
+  NONE,
+  StoreResult,
+  WARM_MAX,
+  WarmedKeys,
+} from "../store/store.ts";
 import { parseI32, parseU32, parseU64 } from "./numbers.ts";
 import { FLUSH_AT, type Protocol, type Session, Step } from "./session.ts";
 import { Tokens } from "./tokens.ts";
 
-const WARM_STARTS = new Int32Array(WARM_MAX);
-const WARM_LENS = new Int32Array(WARM_MAX);
-const WARM_HASHES = new Int32Array(WARM_MAX);
+/**
+ * The keys `#warm` hashed in a `process` call: scratch shared by every connection (a `process`
+ * call runs to its end before another begins), so that a light load's requests do not each
+ * touch a connection's own cold arrays.
+ */
+const WARMED = new WarmedKeys();
 
 /** The longest key memcached accepts. */
 export const KEY_MAX_LENGTH = 250;
@@ -126,21 +138,18 @@ export class TextProtocol implements Protocol {
   #warmedTo = 0;
   /** Where the results of `Store.warm` go (they mean nothing). */
   #sink = 0;
-  /**
-   * The keys `#warm` hashed in this `process` call, in buffer order, and their hashes: scratch
-   * shared by every connection (a `process` call runs to its end before another begins), so
-   * that a light load's requests do not each touch a connection's own cold arrays.
-   */
-  readonly #warmStarts = WARM_STARTS;
-  readonly #warmLens = WARM_LENS;
-  readonly #warmHashes = WARM_HASHES;
-  #warmCount = 0;
-  /** The first of those keys `#simpleGet` has not passed yet. */
-  #warmNext = 0;
+  readonly #warmed = WARMED;
+  /** What `Store.getRun` counts and writes to. */
+  readonly #run: GetRunSink;
 
   constructor(session: Session, meta: MetaCommands | null) {
     this.session = session;
     this.meta = meta;
+    this.#run = {
+      counters: session.cache.counters,
+      classCounters: session.cache.classCounters,
+      out: session.out,
+    };
   }
 
   close(): void {
@@ -157,7 +166,7 @@ export class TextProtocol implements Protocol {
     const r = this.session.reader;
     const out = this.session.out;
     this.#warmedTo = -1;
-    this.#warmCount = 0;
+    this.#warmed.count = 0;
     for (;;) {
       if (this.#swallow > 0) {
         const n = Math.min(this.#swallow, r.buffered);
@@ -169,7 +178,7 @@ export class TextProtocol implements Protocol {
       if (out.pos >= FLUSH_AT) return Step.Flush;
       if (out.holding) out.release(); // the next command may change a held value
       if (r.start >= this.#warmedTo) this.#warmedTo = this.#warm(r.buf, r.start, r.end);
-      if (this.#simpleGet() || this.#simpleSet()) continue;
+      if (this.#getRun() || this.#simpleGet() || this.#simpleSet()) continue;
       const lf = r.line();
       if (lf < 0) {
         if (r.buffered > LINE_MAX && !this.#isLongGet()) return Step.Abort;
@@ -238,12 +247,13 @@ export class TextProtocol implements Protocol {
    * a hint: it changes nothing.
    */
   #warm(buf: Uint8Array, from: number, end: number): number {
-    const starts = this.#warmStarts;
-    const lens = this.#warmLens;
+    const warmed = this.#warmed;
+    const starts = warmed.starts;
+    const lens = warmed.lens;
     let keys = 0;
     let i = from;
-    this.#warmCount = 0; // the arrays are about to hold other keys
-    this.#warmNext = 0;
+    warmed.count = 0; // the arrays are about to hold other keys
+    warmed.next = 0;
     for (let lines = 0; lines < WARM_MAX && keys < WARM_MAX; lines++) {
       if (i + 4 > end || buf[i + 1] !== 101 || buf[i + 2] !== 116 || buf[i + 3] !== 32) break;
       if (buf[i] === 115) {
@@ -292,8 +302,8 @@ export class TextProtocol implements Protocol {
       i = k + 1;
     }
     if (keys > 1) {
-      this.#sink ^= this.session.cache.store.warm(buf, starts, lens, this.#warmHashes, keys);
-      this.#warmCount = keys;
+      this.#sink ^= this.session.cache.store.warm(buf, starts, lens, warmed.hashes, keys);
+      warmed.count = keys;
     }
     return i;
   }
@@ -441,16 +451,39 @@ export class TextProtocol implements Protocol {
     }
     const ks = start + 4;
     // `#warm` found this key's end already when it lists a key starting here
-    const starts = this.#warmStarts;
-    while (this.#warmNext < this.#warmCount && starts[this.#warmNext] < ks) this.#warmNext++;
-    if (this.#warmNext < this.#warmCount && starts[this.#warmNext] === ks) {
-      return ks + this.#warmLens[this.#warmNext];
+    const warmed = this.#warmed;
+    if (warmed.seek(ks)) {
+      return ks + warmed.lens[warmed.next];
     }
     const limit = Math.min(end, ks + KEY_MAX_LENGTH + 1);
     let k = ks;
     while (k < limit && b[k] > 32) k++;
     const kl = k - ks;
     return kl === 0 || kl > KEY_MAX_LENGTH || k >= end ? -1 : k;
+  }
+
+  /**
+   * Lets the store answer the run of plain one-key `get` lines at the reader's start
+   * (`Store.getRun`); true if it answered any.
+   */
+  #getRun(): boolean {
+    const r = this.session.reader;
+    const counters = this.#run.counters;
+    const gets = counters.cmd_get;
+    const to = this.session.cache.store.getRun(
+      r.buf,
+      r.start,
+      r.end,
+      KEY_MAX_LENGTH,
+      this.#warmed,
+      this.#run,
+      FLUSH_AT,
+    );
+    if (to === r.start) return false;
+    r.consume(to - r.start);
+    this.commands += counters.cmd_get - gets;
+    this.noreply = false;
+    return true;
   }
 
   /**
@@ -475,9 +508,9 @@ export class TextProtocol implements Protocol {
     this.noreply = false;
     // `#plainKey` stopped at this key's entry if `#warm` hashed it in this `process` call (the
     // buffer unchanged since, so the hash is still the key's), and took the key's end from it
-    const warmed = this.#warmNext < this.#warmCount && this.#warmStarts[this.#warmNext] === ks;
-    const ref = warmed
-      ? this.session.cache.getHashed(b, ks, kl, this.#warmHashes[this.#warmNext++])
+    const warmed = this.#warmed;
+    const ref = warmed.seek(ks)
+      ? this.session.cache.getHashed(b, ks, kl, warmed.hashes[warmed.next++])
       : this.session.cache.get(b, ks, kl);
     if (ref !== NONE) this.#putHit(b, ks, kl, ref, false, true);
     this.session.out.put(ref !== NONE ? R.CRLF_END : R.END);
@@ -562,34 +595,10 @@ export class TextProtocol implements Protocol {
     const store = this.session.cache.store;
     const out = this.session.out;
     const vlen = store.valueLength(ref);
-    // `VALUE <key> <flags> <bytes>` written with one bounds check and a local offset: the
-    // commonest reply of all
+    // the commonest reply of all, written with one bounds check and a local offset
     out.reserve(kl + 30);
     const buf = out.buf;
-    let pos = out.pos;
-    buf[pos] = 86; // V
-    buf[pos + 1] = 65; // A
-    buf[pos + 2] = 76; // L
-    buf[pos + 3] = 85; // U
-    buf[pos + 4] = 69; // E
-    buf[pos + 5] = 32;
-    pos += 6;
-    if (kl <= 32) {
-      // four bytes per step: a quarter of the loop's tests and index updates
-      let i = 0;
-      for (; i + 4 <= kl; i += 4) {
-        buf[pos + i] = key[ks + i];
-        buf[pos + i + 1] = key[ks + i + 1];
-        buf[pos + i + 2] = key[ks + i + 2];
-        buf[pos + i + 3] = key[ks + i + 3];
-      }
-      for (; i < kl; i++) buf[pos + i] = key[ks + i];
-    } else buf.set(key.subarray(ks, ks + kl), pos);
-    pos += kl;
-    buf[pos++] = 32;
-    pos = writeU32(buf, pos, store.flags(ref));
-    buf[pos++] = 32;
-    pos = writeU32(buf, pos, vlen);
+    const pos = writeValueHead(buf, out.pos, key, ks, kl, store.flags(ref), vlen);
     if (withCas) {
       out.pos = pos;
       out.putByte(32);

@@ -94,6 +94,16 @@ export class HashIndex {
     return this.table.byteLength + this.old.byteLength;
   }
 
+  /** The bucket array while no doubling is in progress (buckets hold ref + 1, 0 = empty). */
+  get buckets(): Int32Array {
+    return this.table;
+  }
+
+  /** The mask that takes a hash to its index in `buckets`. */
+  get bucketMask(): number {
+    return this.mask;
+  }
+
   /** Whether a doubling is in progress. */
   get expanding(): boolean {
     return this.old !== EMPTY;

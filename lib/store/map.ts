@@ -8,6 +8,7 @@
 import {
   AllocFailure,
   type Clock,
+  type GetRunSink,
   type ItemRef,
   itemTotal,
   Mode,
@@ -16,6 +17,7 @@ import {
   type Store,
   StoreResult,
   type StoreStats,
+  type WarmedKeys,
 } from "./store.ts";
 
 /** memcached's item header size with CAS (bytes counted per item besides key and value). */
@@ -116,6 +118,19 @@ export class MapStore implements Store {
     _n: number,
   ): number {
     return 0;
+  }
+
+  /** Answers none: the general path is this store's reference for `getRun`'s. */
+  getRun(
+    _buf: Uint8Array,
+    from: number,
+    _end: number,
+    _keyMax: number,
+    _warmed: WarmedKeys,
+    _sink: GetRunSink,
+    _outLimit: number,
+  ): number {
+    return from;
   }
 
   findHashed(key: Uint8Array, off: number, len: number, _hash: number): ItemRef {

@@ -40,6 +40,7 @@
 import {
   AllocFailure,
   type Clock,
+  type GetRunSink,
   type ItemRef,
   itemTotal,
   Mode,
@@ -48,6 +49,7 @@ import {
   type Store,
   StoreResult,
   type StoreStats,
+  type WarmedKeys,
 } from "./store.ts";
 import {
   B_ACTIVE,
@@ -58,6 +60,7 @@ import {
   B_STALE,
   B_WIN,
   CHUNK_HEADER,
+  F_CAS,
   ITEM_HEADER,
   KEY_MASK,
   MAX_MEMORY,
@@ -68,6 +71,7 @@ import {
   W_EXPTIME,
   W_FLAGS,
   W_HASH,
+  W_HNEXT,
   W_META,
   W_NBYTES,
   W_PREV,
@@ -77,6 +81,7 @@ import { copyBytes, ViewCache } from "./byte_copy.ts";
 import { hashBytes, HashIndex } from "./hash.ts";
 import { LargePages } from "./large_pages.ts";
 import { Lru } from "./lru.ts";
+import { bytes, DIRECT_SEND_MIN, writeValueHead } from "../reply.ts";
 
 /** Options of a `SlabStore`; the first four are every store's. */
 export interface SlabStoreOptions {
@@ -118,6 +123,10 @@ const MIGRATE_STEP = 64;
 /** `stats sizes` bucket width. */
 const SIZE_BUCKET = 32;
 const U32_MAX = 0xffffffff;
+const EMPTY_WORDS: Int32Array = new Int32Array(0);
+/** `getRun`'s replies to a miss and after a hit's data block. */
+const END = bytes("END\r\n");
+const CRLF_END = bytes("\r\nEND\r\n");
 
 // Per-class counters, `classStats[c * NSTAT + S_*]`.
 const S_EVICTED = 0;
@@ -241,6 +250,98 @@ export class SlabStore implements Store {
   ): number {
     for (let i = 0; i < n; i++) hashes[i] = hashBytes(buf, starts[i], lens[i]);
     return this.index.warm(hashes, n);
+  }
+
+  getRun(
+    buf: Uint8Array,
+    from: number,
+    end: number,
+    keyMax: number,
+    warmed: WarmedKeys,
+    sink: GetRunSink,
+    outLimit: number,
+  ): number {
+    const index = this.index;
+    // a doubling index or a pending flush_all: the general path knows those
+    if (index.expanding || this.flushAt !== 0) return from;
+    // The whole of `find`, `bump` and the reply, over the store's arrays loaded once for the
+    // run: this loop answers most requests a cache gets.
+    const now = this.clock.now();
+    const flushCas = this.flushCas;
+    const { shift, mask, i32, u8, dv, f64, pageClass } = this.mem;
+    const table = index.buckets;
+    const buckets = index.bucketMask;
+    const { counters, classCounters, out } = sink;
+    let i = from;
+    while (out.pos < outLimit) {
+      if (i + 4 > end || buf[i] !== 103 || buf[i + 1] !== 101 || buf[i + 2] !== 116) break;
+      if (buf[i + 3] !== 32) break;
+      const ks = i + 4;
+      const isWarmed = warmed.seek(ks);
+      let k = ks;
+      if (isWarmed) k += warmed.lens[warmed.next];
+      else {
+        const limit = Math.min(end, ks + keyMax + 1);
+        while (k < limit && buf[k] > 32) k++;
+        if (k === ks || k - ks > keyMax || k >= end) break;
+      }
+      const kl = k - ks;
+      const lf = buf[k] === 13 ? k + 1 : k;
+      if (lf >= end || buf[lf] !== 10) break;
+      const h = isWarmed ? warmed.hashes[warmed.next] : hashBytes(buf, ks, kl);
+      let ref = table[h & buckets] - 1;
+      let words = EMPTY_WORDS;
+      let w = 0;
+      while (ref !== NONE) {
+        words = i32[ref >>> shift];
+        w = (ref & mask) << 1;
+        if (words[w + W_HASH] === h && (words[w + W_META] & KEY_MASK) === kl) {
+          const page = u8[ref >>> shift];
+          const d = ((ref & mask) << 3) + ITEM_HEADER - ks;
+          let j = ks;
+          while (j < k && page[d + j] === buf[j]) j++;
+          if (j === k) break;
+        }
+        ref = words[w + W_HNEXT];
+      }
+      const nbytes = ref === NONE ? 0 : words[w + W_NBYTES];
+      if (ref !== NONE) {
+        const exptime = words[w + W_EXPTIME] >>> 0;
+        if (
+          (exptime !== 0 && exptime <= now) ||
+          f64[ref >>> shift][(ref & mask) + F_CAS] <= flushCas ||
+          words[w + W_CHAIN] !== NONE || nbytes >= DIRECT_SEND_MIN ||
+          now - (words[w + W_TIME] >>> 0) >= UPDATE_INTERVAL
+        ) break;
+      }
+      // answered here from now on
+      i = lf + 1;
+      if (isWarmed) warmed.next++;
+      counters.cmd_get++;
+      if (ref === NONE) {
+        counters.get_misses++;
+        out.put(END);
+        continue;
+      }
+      counters.get_hits++;
+      const p = ref >>> shift;
+      classCounters.bump(0, pageClass[p]);
+      // `bump`: fetched, and within UPDATE_INTERVAL of its last move, marked active
+      words[w + W_META] |= B_FETCHED | B_ACTIVE;
+      words[w + W_TIME] = now;
+      out.reserve(kl + 37 + nbytes);
+      const o = out.buf;
+      let pos = writeValueHead(o, out.pos, buf, ks, kl, words[w + W_FLAGS] >>> 0, nbytes);
+      o[pos] = 13;
+      o[pos + 1] = 10;
+      pos += 2;
+      const valueAt = ((ref & mask) << 3) + ITEM_HEADER + kl;
+      copyBytes(o, this.outView.of(o), pos, u8[p], dv[p], valueAt, nbytes);
+      pos += nbytes;
+      for (let j = 0; j < CRLF_END.length; j++) o[pos + j] = CRLF_END[j];
+      out.pos = pos + CRLF_END.length;
+    }
+    return i;
   }
 
   find(key: Uint8Array, off: number, len: number): ItemRef {

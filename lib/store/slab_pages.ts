@@ -35,7 +35,7 @@ export const W_TIME = 6;
 /** Item header word: absolute exptime (u32 seconds, 0 = never). */
 export const W_EXPTIME = 7;
 /** Item header: the CAS value is the float64 at this index of the chunk's float64 view. */
-const F_CAS = 4;
+export const F_CAS = 4;
 /** Item header word: the key's hash. */
 export const W_HASH = 10;
 /** Item header word: first continuation chunk (or NONE). */

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import type { ReplyBuffer } from "../reply.ts";
 
 /** A handle to an item inside a store; `NONE` (-1) means "no item". */
 export type ItemRef = number;
@@ -21,6 +22,35 @@ export const NONE: ItemRef = -1;
 
 /** The most keys one `Store.warm` call takes. */
 export const WARM_MAX = 32;
+
+/**
+ * Keys of one read that `Store.warm` hashed, in buffer order: `starts[i]`, `lens[i]` and
+ * `hashes[i]` for i < `count`; those before `next` have been passed. Scratch of one `process`
+ * call, valid while the buffer is unchanged.
+ */
+export class WarmedKeys {
+  readonly starts: Int32Array = new Int32Array(WARM_MAX);
+  readonly lens: Int32Array = new Int32Array(WARM_MAX);
+  readonly hashes: Int32Array = new Int32Array(WARM_MAX);
+  count = 0;
+  next = 0;
+
+  /** Skips the keys starting before `ks`; true if the next one starts at `ks`. */
+  seek(ks: number): boolean {
+    const starts = this.starts;
+    let i = this.next;
+    while (i < this.count && starts[i] < ks) i++;
+    this.next = i;
+    return i < this.count && starts[i] === ks;
+  }
+}
+
+/** What `Store.getRun` counts and writes to: a cache's counters and a connection's replies. */
+export interface GetRunSink {
+  readonly counters: { cmd_get: number; get_hits: number; get_misses: number };
+  readonly classCounters: { bump(counter: 0, cls: number): void };
+  readonly out: ReplyBuffer;
+}
 
 /** How `link` places a freshly allocated item, as memcached's store commands do. */
 export const Mode = {
@@ -171,6 +201,25 @@ export interface Store {
 
   /** `find`, given the hash `warm` set for this key (the bytes unchanged since). */
   findHashed(key: Uint8Array, off: number, len: number, hash: number): ItemRef;
+
+  /**
+   * Answers the text protocol's commonest requests in one loop: consecutive lines of exactly
+   * `get <key>\r\n` (or `\n`) from `buf[from]`, a key of 1 to `keyMax` bytes above space, each
+   * as `find`, `bump` and a `VALUE` reply or `END` would, counted as `get` counts them. Stops
+   * before the first line it leaves to the general path: another command, an incomplete line,
+   * or a key whose item it does not serve here (expired, flushed, large, due an LRU move),
+   * and once `sink.out` holds `outLimit` bytes. Returns where it stopped; `from` when it
+   * answered nothing. Uses and advances `warmed` for the keys it lists.
+   */
+  getRun(
+    buf: Uint8Array,
+    from: number,
+    end: number,
+    keyMax: number,
+    warmed: WarmedKeys,
+    sink: GetRunSink,
+    outLimit: number,
+  ): number;
 
   /**
    * Reserves an item of `valueLength` bytes, not yet visible to `find`. Fill its value with
