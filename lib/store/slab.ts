@@ -986,13 +986,14 @@ export class SlabStore implements Store {
 
   private publish(ref: ItemRef, old: ItemRef, now: number): void {
     const mem = this.mem;
-    if (old !== NONE) this.unlinkItem(old);
+    // a replaced item's place in its hash chain goes to the new one: one walk of the chain
+    if (old !== NONE) this.unlinkItem(old, ref);
+    else this.index.insert(ref, mem.word(ref, W_HASH));
     const c = this.slabClass(ref);
     mem.setWord(ref, W_META, mem.word(ref, W_META) | B_LINKED);
     mem.setWord(ref, W_TIME, now);
     mem.setCas(ref, ++this.casCounter);
     this.reserveChunks(ref, -1);
-    this.index.insert(ref, mem.word(ref, W_HASH));
     this.lru.push(c, ref);
     const size = this.itemSize(ref);
     const stats = this.stats;
@@ -1006,11 +1007,16 @@ export class SlabStore implements Store {
     if (this.index.expanding) this.index.migrate(MIGRATE_PER_LINK);
   }
 
-  private unlinkItem(ref: ItemRef): void {
+  /** Takes a linked item out of the index (or puts `replacement` in its place) and frees it. */
+  private unlinkItem(ref: ItemRef, replacement: ItemRef = NONE): void {
     const mem = this.mem;
     const c = this.slabClass(ref);
     const size = this.itemSize(ref);
-    this.index.remove(ref, mem.word(ref, W_HASH));
+    if (replacement === NONE) this.index.remove(ref, mem.word(ref, W_HASH));
+    else {
+      mem.setWord(replacement, W_HNEXT, mem.word(ref, W_HNEXT));
+      this.index.moved(ref, replacement, mem.word(ref, W_HASH));
+    }
     this.lru.remove(c, ref);
     this.stats.curr_items--;
     this.stats.bytes -= size;
