@@ -264,7 +264,9 @@ export class SlabStore implements Store {
     // a doubling index or a pending flush_all: the general path knows those
     if (index.expanding || this.flushAt !== 0) return from;
     // The whole of `find`, `bump` and the reply, over the store's arrays loaded once for the
-    // run: this loop answers most requests a cache gets.
+    // run: this loop answers most requests a cache gets. Its chain walk is `HashIndex.find`'s
+    // and its checks `lookup`'s and `touchLru`'s, written out here so that nothing is looked up
+    // through `this` per get; tests/get_run_test.ts holds it to the general path.
     const now = this.clock.now();
     const flushCas = this.flushCas;
     const { shift, mask, i32, u8, dv, f64, pageClass } = this.mem;
