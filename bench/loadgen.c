@@ -9,6 +9,7 @@
  * (or `--ops` operations). With `--rate R` the generator is open-loop: R requests per second
  * in total are scheduled round-robin over the connections and each latency is measured from
  * the request's scheduled time (so a slow server cannot hide queueing delay).
+ * `late_sends` counts the measured requests the generator itself wrote over 200 µs late.
  *
  * Every reply is parsed and checked against the request it answers: set -> STORED; get ->
  * the requested key, flags (key & 0xffff), length and the exact value bytes the preload wrote
@@ -50,6 +51,9 @@
 #define STALL_NS (10ull * 1000000000ull)
 #define DRAIN_NS (5ull * 1000000000ull)
 #define MAX_EVENTS 1024
+/* With --rate: a request written this long after its scheduled time was sent late (the
+ * generator's own delay, counted in its latency like the server's). */
+#define LATE_NS 200000ull
 
 enum { OP_GET = 0, OP_SET = 1 };
 enum { PH_PRELOAD, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
@@ -143,6 +147,8 @@ static double quantile_us(double q) {
 
 static struct {
   uint64_t ops, sets, gets, hits, misses, errors, overruns;
+  /* Rate-limited measured requests written more than LATE_NS after their scheduled time. */
+  uint64_t late_sends;
   uint64_t preload_acked;
   char first_error[160];
   char fatal[200];
@@ -180,10 +186,11 @@ static void report(void) {
   printf("\"rate_target\":%.0f,\"duration_s\":%.3f,\"ops\":%llu,\"ops_per_sec\":%.0f,", opt.rate,
          window, (unsigned long long)res.ops, window > 0 ? (double)res.ops / window : 0);
   printf("\"sets\":%llu,\"gets\":%llu,\"hits\":%llu,\"misses\":%llu,\"errors\":%llu,"
-         "\"overruns\":%llu,",
+         "\"overruns\":%llu,\"late_sends\":%llu,",
          (unsigned long long)res.sets, (unsigned long long)res.gets,
          (unsigned long long)res.hits, (unsigned long long)res.misses,
-         (unsigned long long)res.errors, (unsigned long long)res.overruns);
+         (unsigned long long)res.errors, (unsigned long long)res.overruns,
+         (unsigned long long)res.late_sends);
   printf("\"mean_us\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
          "\"max_us\":%.1f,",
          hist_count ? hist_sum / (double)hist_count / 1000.0 : 0, quantile_us(0.50),
@@ -382,6 +389,7 @@ static void send_queued(conn_t *c, uint64_t now) {
   while (c->sent != c->tail && (int)(c->sent - c->head) < limit) {
     req_t *r = &c->ring[c->sent & (RING - 1)];
     if (opt.rate == 0 || phase == PH_PRELOAD) r->t0 = now;
+    else if (phase == PH_MEASURE && now > r->t0 + LATE_NS) res.late_sends++;
     if (c->wlen + max_request > wcap) fatal("write buffer overflow (bug)");
     c->wlen += encode(c->wbuf + c->wlen, c->sent, r);
     c->sent++;

@@ -63,6 +63,8 @@ export interface LoadResult {
   misses: number;
   errors: number;
   overruns: number;
+  /** With a rate: measured requests the generator wrote over 200 µs after their scheduled time. */
+  late_sends: number;
   mean_us: number;
   p50_us: number;
   p90_us: number;

@@ -231,6 +231,13 @@ export function formatTable(results: ScenarioResult[]): string {
         );
       }
     }
+    if (r.id === 4 && r.runs.memg?.load !== undefined) {
+      const late = (k: string) => int(r.runs[k]?.load?.late_sends);
+      lines.push(
+        `     requests the generator sent over 200 µs late: memcached ${late("memcached")}, ` +
+          `memg ${late("memg")} (of about ${int(r.runs.memg.load.ops)})`,
+      );
+    }
     if (r.id === 4 && r.runs["memg:paired"]?.load !== undefined) {
       lines.push(
         trafficRow(

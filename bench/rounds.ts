@@ -17,6 +17,7 @@ const LOAD_FIELDS = [
   "p999_us",
   "max_us",
   "cpu_pct",
+  "late_sends",
 ] as const satisfies ReadonlyArray<keyof LoadResult>;
 
 const MEASUREMENT_FIELDS = ["serverCpuPct", "rssIdleKb", "rssLoadedKb"] as const;

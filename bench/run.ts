@@ -79,6 +79,34 @@ function loadavg(): string {
   }
 }
 
+/**
+ * The guest's DAMON monitors (`/sys/kernel/mm/damon`), which sample page access bits every
+ * interval and may page out memory they find cold; on the VM of 2026-12-08 they set scenario
+ * 4's tail (README, What decides (4)). Empty when there are none.
+ */
+function damonState(): string {
+  const root = "/sys/kernel/mm/damon/admin/kdamonds";
+  try {
+    const states: string[] = [];
+    for (const d of Deno.readDirSync(root)) {
+      if (!/^\d+$/.test(d.name)) continue;
+      const state = Deno.readTextFileSync(`${root}/${d.name}/state`).trim();
+      let actions = "";
+      try {
+        const schemes = `${root}/${d.name}/contexts/0/schemes`;
+        actions = [...Deno.readDirSync(schemes)].filter((e) => /^\d+$/.test(e.name))
+          .map((e) => Deno.readTextFileSync(`${schemes}/${e.name}/action`).trim()).join(",");
+      } catch {
+        // no schemes: monitoring only
+      }
+      states.push(`kdamond ${d.name} ${state}${actions ? ` (${actions})` : ""}`);
+    }
+    return states.length > 0 ? `; guest DAMON: ${states.join(", ")}` : "";
+  } catch {
+    return "";
+  }
+}
+
 function gitCommit(): string {
   try {
     const out = new Deno.Command("git", {
@@ -133,7 +161,7 @@ async function main(): Promise<number> {
       (settings.serverArgs.length > 0 ? `both with ${settings.serverArgs.join(" ")}\n` : "") +
       `${settings.duration} s measured after ${settings.warmup} s warm-up per run` +
       `${quick ? " (--quick)" : ""}; server on CPU 0, load generator on CPU 1; ` +
-      `load average ${loadavg()}`,
+      `load average ${loadavg()}${damonState()}`,
   );
 
   Deno.addSignalListener("SIGINT", () => {

@@ -313,7 +313,8 @@ function describe(m: Measurement): string {
   const l = m.load;
   if (l === undefined) return "";
   return `${Math.round(l.ops_per_sec)} ops/s, p99 ${l.p99_us} µs, p99.9 ${l.p999_us} µs, ` +
-    `gen CPU ${l.cpu_pct}%, server CPU ${m.serverCpuPct?.toFixed(0)}%`;
+    `gen CPU ${l.cpu_pct}%, server CPU ${m.serverCpuPct?.toFixed(0)}%` +
+    (l.rate_target > 0 ? `, ${l.late_sends} sent late` : "");
 }
 
 /** A fresh server, pre-loaded with the traffic's keys (or `resident` keys), then traffic. */
