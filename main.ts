@@ -10,6 +10,7 @@ import { startMetrics } from "./lib/metrics.ts";
 import { dropPrivileges } from "./lib/permissions.ts";
 import { Server } from "./lib/server.ts";
 import { loadSnapshot, saveSnapshot } from "./lib/snapshot.ts";
+import { lockMemory } from "./lib/lock_memory.ts";
 import { largePagesUnavailable } from "./lib/store/large_pages.ts";
 import { SlabStore } from "./lib/store/slab.ts";
 import { type Clock, TickingClock } from "./lib/store/store.ts";
@@ -67,6 +68,8 @@ async function main(args: string[]): Promise<number> {
   if (noLargePages !== null) {
     config.warnings.push(`-L: ${noLargePages}; item memory is on ordinary pages`);
   }
+  const notLocked = config.lockMemory ? lockMemory() : null;
+  if (notLocked !== null) config.warnings.push(`-k: ${notLocked}; memory is not locked`);
   for (const w of config.warnings) console.error(`memg: warning: ${w}`);
   let server: Server;
   try {

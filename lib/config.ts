@@ -33,6 +33,8 @@ export interface Config {
   evictions: boolean;
   /** Item memory on transparent huge pages where the kernel offers them (`-L`). */
   largePages: boolean;
+  /** The process's memory locked in RAM (`-k`). */
+  lockMemory: boolean;
   connLimit: number;
   verbose: number;
   itemSizeMax: number;
@@ -79,6 +81,7 @@ export function defaultConfig(): Config {
     memoryLimitMb: 64,
     evictions: true,
     largePages: false,
+    lockMemory: false,
     connLimit: 1024,
     verbose: 0,
     itemSizeMax: 1024 * 1024,
@@ -375,6 +378,7 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
   }
   config.evictions = a.M !== true;
   config.largePages = a.L === true;
+  config.lockMemory = a.k === true;
   const c = str("c");
   if (c !== undefined) config.connLimit = integer(c, "c", 1, 1_000_000);
   const v = a.v;
@@ -479,7 +483,6 @@ export function parseConfig(args: string[], env: { saslPwdb?: string } = {}): Pa
         "r",
         "-r: core dump limits are not changed by memg",
       ],
-      ["k", "-k: memory locking is not available"],
       [
         "X",
         "-X: memg has no cachedump to disable",
@@ -522,6 +525,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -m, --memory-limit=<num>  item memory in megabytes (default: 64)
 -M, --disable-evictions   return error on memory exhausted instead of evicting
 -L, --enable-largepages   put item memory on transparent huge pages (Linux; fewer TLB misses)
+-k, --lock-memory         lock down all paged memory (Linux; pages locked as first touched)
 -c, --conn-limit=<num>    max simultaneous connections (default: 1024)
 -v, --verbose             verbose (print errors/warnings); -vv also prints commands
 -h, --help                print this help and exit
@@ -541,7 +545,7 @@ export const USAGE = `memg ${MEMG_VERSION} (memcached ${PROTOCOL_VERSION} protoc
 -o, --extended            idle_timeout=<s>, slab_chunk_max=<kb>, ssl_chain_cert=<file>,
                           ssl_key=<file>; other memcached options are accepted and ignored
                           with a warning (for ssl_* ones, saying what Deno cannot do)
--U, -u, -t, -d, -r, -k, -P, -D, -X, -W, -e, -N
+-U, -u, -t, -d, -r, -P, -D, -X, -W, -e, -N
                           accepted for compatibility with a warning; no effect in memg
     --single              exit after the first connection closes (for profiling)
     --metrics-port=<num>  serve /metrics (Prometheus), /stats.json and a live page over

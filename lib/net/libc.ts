@@ -1,7 +1,8 @@
 /**
  * The few Linux C library calls memg makes through Deno's FFI: sockets, non-blocking reads and
- * writes and epoll for its own network engine (`./epoll.ts`), and `madvise` (with `open` to read
- * the kernel's huge page setting) for large pages (`../store/large_pages.ts`). Loaded once, at
+ * writes and epoll for its own network engine (`./epoll.ts`), `madvise` (with `open` to read
+ * the kernel's huge page setting) for large pages (`../store/large_pages.ts`), and `mlockall`
+ * for `-k` (`../lock_memory.ts`). Loaded once, at
  * start-up, while the `ffi` permission is still granted; calling the loaded symbols needs no
  * permission later, so start-up revokes `ffi` like every other permission (no new library can
  * be loaded).
@@ -56,6 +57,9 @@ const SYMBOLS = {
   madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
   /** For the kernel's huge page setting in sysfs, which Deno's read permission never covers. */
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  /** For `-k` (`../lock_memory.ts`). */
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  mlockall: { parameters: ["i32"], result: "i32" },
 } as const;
 
 /**
@@ -88,9 +92,16 @@ export interface Libc {
   madvise(addr: bigint, len: bigint, advice: number): number;
   /** `path` is NUL-terminated. */
   open(path: Uint8Array, flags: number): number;
+  /** `limit` holds a `struct rlimit`: two 64-bit words. */
+  getrlimit(resource: number, limit: Uint8Array): number;
+  mlockall(flags: number): number;
 }
 
 export const O_RDONLY = 0;
+export const RLIMIT_MEMLOCK = 8;
+export const MCL_CURRENT = 1;
+export const MCL_FUTURE = 2;
+export const MCL_ONFAULT = 4;
 export const O_CLOEXEC = 0o2000000;
 export const MADV_DONTNEED = 4;
 export const MADV_HUGEPAGE = 14;
@@ -152,6 +163,19 @@ export function libc(): Libc | null {
     loaded = null;
   }
   return loaded;
+}
+
+/**
+ * The first `max` bytes of a file, read through libc (Deno asks for every permission to read
+ * sysfs and procfs), or null if it cannot be read.
+ */
+export function readFileStart(c: Libc, path: string, max = 1024): string | null {
+  const fd = c.open(new TextEncoder().encode(`${path}\0`), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return null;
+  const buf = new Uint8Array(max);
+  const n = c.read(fd, buf, buf.length);
+  c.close(fd);
+  return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /** The calling thread's `errno`: read it right after the call that failed. */

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type Libc, libc, MADV_DONTNEED, MADV_HUGEPAGE, O_CLOEXEC, O_RDONLY } from "../net/libc.ts";
+import { type Libc, libc, MADV_DONTNEED, MADV_HUGEPAGE, readFileStart } from "../net/libc.ts";
 
 /** The huge page size of x86-64 and of aarch64 with 4 KiB pages. */
 const HUGE = 2 * 1024 * 1024;
@@ -31,20 +31,10 @@ export function largePagesUnavailable(): string | null {
   if (Deno.build.os !== "linux") return "large pages are only supported on Linux";
   const c = libc();
   if (c === null) return "madvise cannot be called (no ffi permission or no libc.so.6)";
-  const mode = readSmallFile(c, THP_MODE);
+  const mode = readFileStart(c, THP_MODE);
   if (mode === null) return `the kernel offers no transparent huge pages (no ${THP_MODE})`;
   if (mode.includes("[never]")) return `transparent huge pages are off (${THP_MODE}: never)`;
   return null;
-}
-
-/** The first KiB of a file read through libc (Deno asks for every permission to read sysfs). */
-function readSmallFile(c: Libc, path: string): string | null {
-  const fd = c.open(new TextEncoder().encode(`${path}\0`), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return null;
-  const buf = new Uint8Array(1024);
-  const n = c.read(fd, buf, buf.length);
-  c.close(fd);
-  return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /**
