@@ -16,10 +16,9 @@
  */
 import { assert, assertEquals, assertGreater, assertLess, assertMatch } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
-import { attach, type ChildMemg, START_PERMISSIONS, startMemg } from "./helpers/server.ts";
+import { type ChildMemg, spawnMemgUnder, startMemg } from "./helpers/server.ts";
 import { packet } from "../bench/fuzz.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const FDS = 20_000;
 const BINARY_VALUE = new Uint8Array(150_000);
@@ -27,25 +26,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder("latin1");
 
 /** Starts a memg child allowed `FDS` open files, with `args`. */
-async function spawnWide(args: string[]): Promise<ChildMemg> {
-  const process = new Deno.Command("prlimit", {
-    args: [
-      `--nofile=${FDS}:${FDS}`,
-      Deno.execPath(),
-      "run",
-      "--config",
-      CONFIG,
-      ...START_PERMISSIONS,
-      MAIN,
-      "-p",
-      "0",
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    stdin: "null",
-  }).spawn();
-  return await attach(process);
+function spawnWide(args: string[]): Promise<ChildMemg> {
+  return spawnMemgUnder(["prlimit", `--nofile=${FDS}:${FDS}`], args);
 }
 
 /** The soft limit on open files of this process. */

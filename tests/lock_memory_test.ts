@@ -1,10 +1,8 @@
 /** `-k`: the server's memory locked in RAM, checked in the server's own `/proc` status. */
 import { assert, assertEquals, assertStringIncludes } from "./helpers/assert.ts";
 import { RawClient } from "./helpers/client.ts";
-import { attach, type ChildMemg, spawnMemg, START_PERMISSIONS } from "./helpers/server.ts";
+import { type ChildMemg, spawnMemg, spawnMemgUnder } from "./helpers/server.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 const VALUE = "v".repeat(100);
 const linux = Deno.build.os === "linux";
 
@@ -116,25 +114,7 @@ Deno.test({
     const dropCap = Deno.uid() === 0
       ? ["setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock"]
       : [];
-    const process = new Deno.Command("prlimit", {
-      args: [
-        "--memlock=65536:65536",
-        ...dropCap,
-        Deno.execPath(),
-        "run",
-        "--config",
-        CONFIG,
-        ...START_PERMISSIONS,
-        MAIN,
-        "-p",
-        "0",
-        "-k",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      stdin: "null",
-    }).spawn();
-    const memg = await attach(process);
+    const memg = await spawnMemgUnder(["prlimit", "--memlock=65536:65536", ...dropCap], ["-k"]);
     try {
       const c = await RawClient.connect(memg.port);
       await fillAndCheck(c, 10_000);

@@ -70,8 +70,21 @@ export async function runMain(
 
 /** Starts `deno run main.ts -p 0 ...args` and waits for its start-up line. */
 export async function spawnMemg(args: string[] = [], permissions = START_PERMISSIONS) {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", CONFIG, ...permissions, MAIN, "-p", "0", ...args],
+  return await spawnMemgUnder([], args, permissions);
+}
+
+/**
+ * As `spawnMemg`, run by a wrapper command that execs it (`prefix`, such as `prlimit
+ * --nofile=N:N`), so that the child's pid is memg's.
+ */
+export async function spawnMemgUnder(
+  prefix: string[],
+  args: string[] = [],
+  permissions = START_PERMISSIONS,
+): Promise<ChildMemg> {
+  const [command, ...before] = [...prefix, Deno.execPath()];
+  const process = new Deno.Command(command, {
+    args: [...before, "run", "--config", CONFIG, ...permissions, MAIN, "-p", "0", ...args],
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
